@@ -1,0 +1,178 @@
+/*
+ * Configuration generation: everything read from weir.yaml, resolved and
+ * checked, plus the loaded modules and their conf structs. Built once in the
+ * master (conf_load), read-only afterwards, inherited by workers through fork.
+ *
+ * Ownership: every pointer below lives in cf->arena and dies with conf_free(),
+ * except the module handles (dlclose'd by conf_free) and the listening fds
+ * (owned by the master's listener set, see listen.h).
+ */
+#ifndef WEIR_CONF_H
+#define WEIR_CONF_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "weir/module.h"
+
+struct arena;
+struct vars;
+struct phases;
+
+#define WEIR_DEFAULT_MODULES_DIR_FALLBACK "/usr/local/lib/weir/modules"
+
+typedef struct limits {
+    uint64_t client_header_timeout; /* ms */
+    uint64_t client_body_timeout;   /* ms */
+    uint64_t keepalive_timeout;     /* ms */
+    uint64_t send_timeout;          /* ms; nginx's send_timeout, weir addition */
+    uint64_t keepalive_requests;
+    uint64_t max_header_size; /* bytes */
+    uint64_t max_body_size;   /* bytes, 0 = unlimited */
+    uint64_t max_connections; /* per worker */
+    uint64_t shutdown_timeout; /* ms */
+} limits_t;
+
+/* A parsed socket address: "host:port", "[v6]:port", "unix:/path". */
+typedef struct sockaddr_any {
+    struct sockaddr_storage ss;
+    socklen_t len;
+} sockaddr_any_t;
+
+/* A YAML node. Scalars keep their text; mappings keep keys and values in
+ * document order. */
+struct weir_node {
+    weir_node_type_t type;
+    const char *file;
+    unsigned line, column;
+    const char *scalar;        /* SCALAR (also set, empty, for NULL nodes) */
+    size_t count;              /* SEQUENCE items or MAPPING entries */
+    struct weir_node **items;  /* SEQUENCE items, MAPPING values */
+    struct weir_node **keys;   /* MAPPING keys (scalar nodes) */
+};
+
+/* One loaded module. */
+typedef struct module_slot {
+    const weir_module_t *desc;
+    void *handle; /* dlopen handle, NULL for modules linked in (tests) */
+    const char *path;
+    void *main_conf; /* conf_size[MAIN] bytes, or NULL */
+    size_t index;    /* position in modules: */
+} module_slot_t;
+
+struct weir_listener {
+    const char *name;
+    const char *address; /* as written */
+    sockaddr_any_t addr;
+    int backlog;
+    int http2; /* h2c prior knowledge */
+    limits_t limits;
+    void **mconf; /* per module index, conf_size[LISTENER] bytes or NULL */
+    const weir_node_t *node;
+    size_t index;
+};
+
+typedef struct peer {
+    const char *address; /* as written */
+    sockaddr_any_t addr;
+    unsigned weight; /* 1..1000 */
+    int backup;
+} peer_t;
+
+struct weir_upstream {
+    const char *name;
+    const char *balancer_name;
+    const weir_balancer_t *balancer;
+    void *balancer_state;
+    size_t balancer_module; /* module index, for hook context */
+    peer_t *peers;
+    size_t npeers;
+    uint64_t keepalive; /* idle connections per worker */
+    uint64_t connect_timeout, read_timeout, write_timeout, idle_timeout; /* ms */
+    long retries;
+    long max_fails;
+    uint64_t fail_timeout; /* ms */
+    void **mconf;
+    const weir_node_t *node;
+    size_t index;
+};
+
+struct weir_route {
+    const char *name;
+    weir_upstream_t *upstream; /* NULL: no upstream (module answers) */
+    void **mconf;
+    const weir_node_t *node;
+    size_t index;
+};
+
+typedef struct conf_error {
+    struct conf_error *next;
+    char *msg; /* "file:line:col: text" */
+} conf_error_t;
+
+struct weir_conf {
+    struct arena *arena;
+    const char *file; /* path of the main config file as given */
+    const char *dir;  /* its directory */
+
+    /* accumulated errors, in order */
+    conf_error_t *errors, **errors_tail;
+    unsigned nerrors;
+
+    /* top level, core-owned keys */
+    unsigned workers;        /* resolved: auto = CPU count */
+    const char *pid_file;    /* absolute or relative to dir, resolved */
+    const char *error_log;   /* "stderr" or a resolved path */
+    int error_log_level;     /* weir_log_level_t */
+    const char *modules_dir; /* resolved; -M overrides */
+    const char *error_page;  /* template text read from file, or NULL */
+    limits_t limits;
+
+    module_slot_t *modules;
+    size_t nmodules;
+
+    weir_listener_t *listeners;
+    size_t nlisteners;
+    weir_upstream_t *upstreams;
+    size_t nupstreams;
+    weir_route_t *routes;
+    size_t nroutes;
+
+    weir_node_t *root;
+    struct vars *vars;
+    struct phases *phases;
+    struct shm_zone *shm_zones;
+};
+
+/* Options from the command line that the loader needs. */
+typedef struct conf_options {
+    const char *file;
+    const char *modules_dir; /* -M, or NULL */
+} conf_options_t;
+
+/* Loads and checks a whole configuration generation. Returns NULL when it has
+ * errors; they are printed to stderr (all of them, in document order) before
+ * returning. */
+weir_conf_t *conf_load(const conf_options_t *opt);
+void conf_free(weir_conf_t *cf);
+
+/* Print errors accumulated in cf to stderr, one per line. */
+void conf_print_errors(const weir_conf_t *cf);
+
+/* Parse "host:port", "[v6]:port", "unix:/path", "name:port" (name resolved
+ * now, at config time, with getaddrinfo). 0 or -1 with a message in err. */
+int conf_parse_address(const char *text, sockaddr_any_t *out, char *err, size_t errlen);
+/* Value parsers shared with weir_node_*: 0 or -1. */
+int conf_parse_duration_ms(const char *s, uint64_t *out);
+int conf_parse_size(const char *s, uint64_t *out);
+/* Closest candidate by edit distance, or NULL if none is close enough. */
+const char *conf_suggest(const char *word, const char *const *candidates, size_t n);
+
+/* YAML file to node tree (conf_yaml.c). Handles `include:` at top level.
+ * Returns the root or NULL after conf errors were recorded in cf. */
+weir_node_t *conf_yaml_read(weir_conf_t *cf, const char *path);
+
+/* Module index of a descriptor in cf, or -1. */
+int conf_module_index(const weir_conf_t *cf, const weir_module_t *m);
+
+#endif

@@ -1,0 +1,451 @@
+/*
+ * weir module API: the one header a module includes.
+ *
+ * A module is a shared object that exports exactly one symbol, the descriptor
+ * `weir_module` (use WEIR_MODULE_EXPORT), built with
+ *
+ *     cc -shared -fPIC $(pkg-config --cflags weir-module) mymod.c -o mymod.so
+ *
+ * and enabled by listing its name under `modules:` in weir.yaml.
+ *
+ * Rules of the contract:
+ *  - Everything the core owns is reached through opaque handles and accessor
+ *    functions; the only structs a module fills in are the descriptor, its
+ *    directive table, its handler table and its balancer table.
+ *  - A module never touches the event loop directly. The core owns every I/O
+ *    submission and offers timers and resume instead.
+ *  - Config-time memory (weir_conf_alloc) lives as long as its configuration
+ *    generation. Request memory (weir_request_alloc) lives until the request's
+ *    log phase has run.
+ *  - Workers are single-threaded processes; no API here is thread-safe and
+ *    none needs to be.
+ *
+ * Versioning: WEIR_ABI_MAJOR changes when anything here changes incompatibly;
+ * the loader refuses a module whose major differs. WEIR_ABI_MINOR grows when
+ * functions or trailing descriptor fields are added; the loader refuses a
+ * module built against a newer minor than the core (it may call functions the
+ * core lacks). Changelog:
+ *   1.0  first version.
+ */
+#ifndef WEIR_MODULE_H
+#define WEIR_MODULE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WEIR_ABI_MAJOR 1
+#define WEIR_ABI_MINOR 0
+
+/* Marks the descriptor as the one symbol a module exports. */
+#define WEIR_MODULE_EXPORT __attribute__((visibility("default")))
+
+#if defined(__GNUC__)
+#define WEIR_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define WEIR_PRINTF(fmt, args)
+#endif
+
+/* ---------------------------------------------------------------- strings */
+
+/* A byte string that is not NUL-terminated unless said otherwise. The bytes
+ * are owned by whoever handed out the weir_str_t; the lifetime is given at
+ * each function that returns one. */
+typedef struct weir_str {
+    const char *data;
+    size_t len;
+} weir_str_t;
+
+#define WEIR_STR(lit) ((weir_str_t){.data = (lit), .len = sizeof(lit) - 1})
+
+/* ---------------------------------------------------------------- handles */
+
+typedef struct weir_conf weir_conf_t;         /* one configuration generation */
+typedef struct weir_node weir_node_t;         /* a YAML node, with its position */
+typedef struct weir_listener weir_listener_t; /* an entry of listeners: */
+typedef struct weir_upstream weir_upstream_t; /* an entry of upstreams: */
+typedef struct weir_route weir_route_t;       /* an entry of routes: */
+typedef struct weir_request weir_request_t;   /* one HTTP request/response exchange */
+typedef struct weir_headers weir_headers_t;   /* an ordered header list */
+typedef struct weir_template weir_template_t; /* a compiled "$var text" template */
+typedef struct weir_timer weir_timer_t;       /* a one-shot timer in a worker */
+typedef struct weir_module weir_module_t;
+
+/* ------------------------------------------------------------ config nodes */
+
+typedef enum weir_node_type {
+    WEIR_NODE_SCALAR = 1,
+    WEIR_NODE_SEQUENCE,
+    WEIR_NODE_MAPPING,
+    WEIR_NODE_NULL, /* "~", "null" or an empty value */
+} weir_node_type_t;
+
+/* Nodes belong to the configuration generation and stay valid until the
+ * module's conf_done hook returns; copy what must outlive it. */
+weir_node_type_t weir_node_type(const weir_node_t *n);
+/* Scalar text, NUL-terminated; NULL for anything but a scalar. */
+const char *weir_node_scalar(const weir_node_t *n);
+/* Position for messages: file path, 1-based line and column. */
+const char *weir_node_file(const weir_node_t *n);
+unsigned weir_node_line(const weir_node_t *n);
+unsigned weir_node_column(const weir_node_t *n);
+/* Children of a sequence or mapping (0 for scalars). For a mapping, entry i
+ * has key weir_node_key(n, i) (a scalar node) and value weir_node_child(n, i). */
+size_t weir_node_count(const weir_node_t *n);
+const weir_node_t *weir_node_child(const weir_node_t *n, size_t i);
+const weir_node_t *weir_node_key(const weir_node_t *n, size_t i);
+/* Value of a mapping's key, or NULL. */
+const weir_node_t *weir_node_get(const weir_node_t *n, const char *key);
+
+/* Typed readers: 0 on success, -1 after reporting a positioned config error
+ * (so a caller just returns -1). Durations accept "250ms", "2s", "1m", "1h",
+ * "1d" or a bare number of seconds, result in milliseconds. Sizes accept
+ * "512", "16k", "1m", "1g", result in bytes. */
+int weir_node_bool(weir_conf_t *cf, const weir_node_t *n, int *out);
+int weir_node_int(weir_conf_t *cf, const weir_node_t *n, long min, long max, long *out);
+int weir_node_duration_ms(weir_conf_t *cf, const weir_node_t *n, uint64_t *out);
+int weir_node_size(weir_conf_t *cf, const weir_node_t *n, uint64_t *out);
+
+/* Reports a config error at the node's position ("file:line:col: msg").
+ * Errors accumulate; loading fails after every scope was read, so one run
+ * shows them all. Always returns -1. */
+int weir_conf_error(weir_conf_t *cf, const weir_node_t *n, const char *fmt, ...)
+    WEIR_PRINTF(3, 4);
+
+/* Allocation that lives as long as the configuration generation. Zeroed.
+ * NULL only when memory is exhausted. */
+void *weir_conf_alloc(weir_conf_t *cf, size_t size);
+char *weir_conf_strdup(weir_conf_t *cf, const char *s);
+/* Directory of the main config file, for resolving relative paths. */
+const char *weir_conf_dir(const weir_conf_t *cf);
+
+/* -------------------------------------------------------------- directives */
+
+typedef enum weir_scope {
+    WEIR_SCOPE_MAIN = 1 << 0,     /* top level of weir.yaml */
+    WEIR_SCOPE_LISTENER = 1 << 1, /* an entry of listeners: */
+    WEIR_SCOPE_UPSTREAM = 1 << 2, /* an entry of upstreams: */
+    WEIR_SCOPE_ROUTE = 1 << 3,    /* an entry of routes: */
+} weir_scope_t;
+
+#define WEIR_SCOPE_INDEX_MAIN 0
+#define WEIR_SCOPE_INDEX_LISTENER 1
+#define WEIR_SCOPE_INDEX_UPSTREAM 2
+#define WEIR_SCOPE_INDEX_ROUTE 3
+#define WEIR_SCOPE_COUNT 4
+
+typedef enum weir_directive_type {
+    WEIR_DIRECTIVE_BOOL = 1, /* int */
+    WEIR_DIRECTIVE_INT,      /* long, range min..max */
+    WEIR_DIRECTIVE_SIZE,     /* uint64_t bytes */
+    WEIR_DIRECTIVE_DURATION, /* uint64_t milliseconds */
+    WEIR_DIRECTIVE_STRING,   /* const char *, NUL-terminated, conf lifetime */
+    WEIR_DIRECTIVE_TEMPLATE, /* weir_template_t *, variables resolved at load */
+    WEIR_DIRECTIVE_CUSTOM,   /* parse() decides; size bytes at offset */
+} weir_directive_type_t;
+
+/* Parser for WEIR_DIRECTIVE_CUSTOM: read node into field (which points at
+ * offset inside the scope's conf struct). Return 0, or -1 after
+ * weir_conf_error. */
+typedef int (*weir_directive_parse_fn)(weir_conf_t *cf, const weir_node_t *node,
+                                       void *field);
+
+/* One YAML key a module owns. The core finds the key in every scope listed in
+ * `scopes`, rejects it elsewhere, and stores the parsed value at `offset` in
+ * the module's conf struct for that scope instance (conf_size[] in the
+ * descriptor). A key allowed in both WEIR_SCOPE_MAIN and WEIR_SCOPE_ROUTE is
+ * inherited: a route that does not set it gets the top-level value, so the
+ * main and route conf structs must place the field at the same offset (using
+ * one struct type for both is simplest). `default_value` is parsed like YAML
+ * text when the key is absent (NULL: field stays zeroed). */
+typedef struct weir_directive {
+    const char *key;
+    unsigned scopes; /* bitwise OR of weir_scope_t */
+    weir_directive_type_t type;
+    size_t offset;
+    size_t size; /* CUSTOM only: bytes to copy when inheriting */
+    long min, max; /* INT only */
+    const char *default_value;
+    weir_directive_parse_fn parse; /* CUSTOM only */
+    const char *help;              /* one line, shown in error messages */
+} weir_directive_t;
+
+/* Conf struct of the module `m` for a scope instance. Modules pass their own
+ * descriptor (&weir_module). NULL if the module has no conf for that scope. */
+void *weir_main_conf(const weir_conf_t *cf, const weir_module_t *m);
+void *weir_listener_conf(const weir_listener_t *l, const weir_module_t *m);
+void *weir_upstream_conf(const weir_upstream_t *u, const weir_module_t *m);
+void *weir_route_conf(const weir_route_t *rt, const weir_module_t *m);
+
+/* Walk the configuration (valid in conf_done and at run time). */
+size_t weir_conf_route_count(const weir_conf_t *cf);
+weir_route_t *weir_conf_route(const weir_conf_t *cf, size_t i);
+size_t weir_conf_upstream_count(const weir_conf_t *cf);
+weir_upstream_t *weir_conf_upstream(const weir_conf_t *cf, size_t i);
+/* The YAML node of the route / upstream entry, for a module that reads keys of
+ * its own in conf_done. Only valid until conf_done returns. */
+const weir_node_t *weir_route_node(const weir_route_t *rt);
+const weir_node_t *weir_upstream_node(const weir_upstream_t *u);
+
+/* "route<N>" unless named; conf lifetime, NUL-terminated. */
+const char *weir_route_name(const weir_route_t *rt);
+size_t weir_route_index(const weir_route_t *rt);
+/* The upstream that serves this route, or NULL (the route only answers from
+ * a module, e.g. a redirect). */
+weir_upstream_t *weir_route_upstream(const weir_route_t *rt);
+const char *weir_upstream_name(const weir_upstream_t *u);
+
+/* ----------------------------------------------------------------- phases */
+
+typedef enum weir_phase {
+    WEIR_PHASE_ACCEPT = 0,        /* new client connection; r is a stub without a request */
+    WEIR_PHASE_REQUEST,           /* request head parsed, before routing */
+    WEIR_PHASE_ROUTE,             /* pick the route (module router) */
+    WEIR_PHASE_REWRITE,           /* change the path, or redirect */
+    WEIR_PHASE_ACCESS,            /* allow, deny, limit */
+    WEIR_PHASE_BALANCE,           /* the core picks the peer here (middle band) */
+    WEIR_PHASE_UPSTREAM_REQUEST,  /* adjust the request sent upstream */
+    WEIR_PHASE_UPSTREAM_RESPONSE, /* adjust response headers before they go down */
+    WEIR_PHASE_RESPONSE_BODY,     /* reserved for streaming body filters (ABI 1.1) */
+    WEIR_PHASE_LOG,               /* the response is done; results are ignored */
+    WEIR_PHASE_ERROR,             /* build an error response; may set headers/body */
+    WEIR_PHASE_COUNT
+} weir_phase_t;
+
+/* What a handler returns. */
+typedef enum weir_result {
+    WEIR_CONTINUE = 0, /* run the next handler of this phase */
+    WEIR_DONE,         /* this phase is done: skip to the next phase */
+    WEIR_RESPOND,      /* weir_respond() was called: answer now, skip the rest */
+    WEIR_ERROR,        /* fail the request with 500 (after logging why) */
+    WEIR_SUSPEND,      /* the handler will call weir_request_resume() later */
+} weir_result_t;
+
+typedef weir_result_t (*weir_handler_fn)(weir_request_t *r);
+
+/* Priority bands; any int works, lower runs first. */
+#define WEIR_PRIORITY_FIRST 100
+#define WEIR_PRIORITY_EARLY 300
+#define WEIR_PRIORITY_MIDDLE 500
+#define WEIR_PRIORITY_LATE 700
+#define WEIR_PRIORITY_LAST 900
+
+/* Handlers of a phase run sorted by priority, then by the before/after lists
+ * (names of other handlers, "module.handler"; a name that is not loaded is
+ * ignored), then by the order of `modules:`. A cycle is a config error that
+ * names it. `weir -t -v` prints the resolved chains. */
+typedef struct weir_handler {
+    const char *name; /* "module.handler", unique */
+    weir_phase_t phase;
+    int priority;
+    const char *const *before; /* NULL-terminated, or NULL */
+    const char *const *after;  /* NULL-terminated, or NULL */
+    weir_handler_fn fn;
+} weir_handler_t;
+
+/* Called by a suspended handler (from a timer or other completion) to let the
+ * request go on as if the handler had returned `result` (never WEIR_SUSPEND).
+ * Must be called exactly once per WEIR_SUSPEND. */
+void weir_request_resume(weir_request_t *r, weir_result_t result);
+
+/* -------------------------------------------------------------- balancers */
+
+/* A load-balancing algorithm; an upstream names one with `balancer:`. */
+typedef struct weir_balancer {
+    const char *name; /* the value of `balancer:`, e.g. "roundrobin" */
+    /* Config time, once per upstream that uses it. Return state for pick(),
+     * or NULL after weir_conf_error. The state is copied into each worker by
+     * fork, so a balancer may keep per-worker mutable state in it. */
+    void *(*init)(weir_conf_t *cf, weir_upstream_t *u);
+    /* Pick a peer index among those weir_peer_usable() accepts, or -1 when
+     * none is (the core answers 503). */
+    int (*pick)(weir_request_t *r, weir_upstream_t *u, void *state);
+} weir_balancer_t;
+
+size_t weir_upstream_peer_count(const weir_upstream_t *u);
+/* The address as written in the config ("127.0.0.1:9001"). */
+const char *weir_peer_address(const weir_upstream_t *u, size_t i);
+unsigned weir_peer_weight(const weir_upstream_t *u, size_t i);
+int weir_peer_is_backup(const weir_upstream_t *u, size_t i);
+/* True if peer i is up (not marked down by passive failures or health checks)
+ * and was not already tried by this request. Backups are usable too: a
+ * balancer picks them only when no primary is usable. */
+int weir_peer_usable(weir_request_t *r, const weir_upstream_t *u, size_t i);
+
+/* ---------------------------------------------------------------- headers */
+
+/* Names compare case-insensitively; order is kept. Removing a header does not
+ * move the others. Values set here are copied into the request arena. */
+size_t weir_headers_count(const weir_headers_t *h);
+/* Header i, or 0 if i is past the end or the slot was removed. */
+int weir_headers_at(const weir_headers_t *h, size_t i, weir_str_t *name, weir_str_t *value);
+/* First value of `name`, or 0. */
+int weir_headers_get(const weir_headers_t *h, weir_str_t name, weir_str_t *value);
+int weir_headers_add(weir_request_t *r, weir_headers_t *h, weir_str_t name, weir_str_t value);
+/* Replaces every `name` header by one with `value`. */
+int weir_headers_set(weir_request_t *r, weir_headers_t *h, weir_str_t name, weir_str_t value);
+/* Removes every `name` header; returns how many were removed. */
+size_t weir_headers_remove(weir_headers_t *h, weir_str_t name);
+
+/* ---------------------------------------------------------------- request */
+
+/* Every weir_str_t below stays valid until the request's log phase ends. */
+weir_str_t weir_request_method(const weir_request_t *r);
+weir_str_t weir_request_target(const weir_request_t *r); /* as received */
+weir_str_t weir_request_path(const weir_request_t *r);   /* no query; maybe rewritten */
+weir_str_t weir_request_query(const weir_request_t *r);  /* after '?', may be empty */
+weir_str_t weir_request_host(const weir_request_t *r);   /* lowercased, no port */
+int weir_request_version(const weir_request_t *r);       /* 10, 11 or 20 */
+weir_headers_t *weir_request_headers(weir_request_t *r);
+weir_headers_t *weir_response_headers(weir_request_t *r);
+const struct sockaddr *weir_request_client_addr(const weir_request_t *r);
+const struct sockaddr *weir_request_server_addr(const weir_request_t *r);
+
+/* Change the path (and query) sent upstream; copied into the arena. */
+int weir_request_set_path(weir_request_t *r, weir_str_t path);
+int weir_request_set_query(weir_request_t *r, weir_str_t query);
+
+weir_route_t *weir_request_route(const weir_request_t *r);
+void weir_request_set_route(weir_request_t *r, weir_route_t *rt);
+weir_upstream_t *weir_request_upstream(const weir_request_t *r);
+/* Index of the chosen peer in its upstream, or -1 before the balance phase. */
+int weir_request_peer(const weir_request_t *r);
+
+/* Response status: 0 before a response exists. */
+int weir_response_status(const weir_request_t *r);
+
+/* Prepare an answer from weir itself; return WEIR_RESPOND afterwards. body
+ * may be empty for the core's small default page; it is copied. Headers for
+ * the answer go to weir_response_headers(r) (e.g. Location). */
+int weir_respond(weir_request_t *r, int status, weir_str_t body);
+
+/* Per-request arena: zeroed memory freed after the log phase. NULL when the
+ * request's memory cap is reached: fail the request with WEIR_ERROR. */
+void *weir_request_alloc(weir_request_t *r, size_t size);
+/* Runs fn(arg) when the request's memory is released. */
+int weir_request_cleanup(weir_request_t *r, void (*fn)(void *arg), void *arg);
+/* One pointer per module per request; NULL until set. */
+void *weir_request_ctx(const weir_request_t *r, const weir_module_t *m);
+void weir_request_set_ctx(weir_request_t *r, const weir_module_t *m, void *ctx);
+
+/* -------------------------------------------------------------- variables */
+
+/* A variable getter writes the value into *out (pointing into request memory,
+ * the arena, or static storage) and returns 0, or returns 1 when the value is
+ * unset (rendered as "-" in logs, "" elsewhere). For a prefix variable
+ * (registered as "http_" with WEIR_VAR_PREFIX) `suffix` is the rest of the
+ * name, lowercased, else empty. */
+typedef int (*weir_var_get_fn)(weir_request_t *r, weir_str_t suffix, weir_str_t *out);
+
+#define WEIR_VAR_PREFIX 1u
+
+/* Register a variable at config time (in the module's conf_init hook, before
+ * any template is compiled). 0, or -1 if the name is taken. */
+int weir_var_register(weir_conf_t *cf, const char *name, unsigned flags, weir_var_get_fn get);
+
+/* Compile text with "$name" and "${name}" references; unknown variables are a
+ * config error at the node. "$$" is a literal '$'. For rewrite, "$1".."$9"
+ * refer to capture groups (see weir_template_render_captures). */
+weir_template_t *weir_template_compile(weir_conf_t *cf, const weir_node_t *node, const char *text);
+/* Render into the request arena. 0, or -1 when out of memory. */
+int weir_template_render(weir_request_t *r, const weir_template_t *t, weir_str_t *out);
+/* As render, with $1..$9 taken from subject[ovector[2i]..ovector[2i+1]] (PCRE2
+ * style offsets; ncap pairs, unset groups are SIZE_MAX). */
+int weir_template_render_captures(weir_request_t *r, const weir_template_t *t, weir_str_t subject,
+                                  const size_t *ovector, size_t ncap, weir_str_t *out);
+/* True if the template is plain text without variables. */
+int weir_template_is_literal(const weir_template_t *t);
+
+/* ------------------------------------------------------------------ timers */
+
+/* Worker-side one-shot timers on the worker's event loop. Create in
+ * worker_init (or later), start and stop freely; the callback runs on the
+ * loop. A timer belongs to the worker and is freed by weir_timer_free. */
+weir_timer_t *weir_timer_new(void (*fn)(void *arg), void *arg);
+void weir_timer_start(weir_timer_t *t, uint64_t delay_ms);
+void weir_timer_stop(weir_timer_t *t);
+void weir_timer_free(weir_timer_t *t);
+/* Cached wall-clock and monotonic time of this loop turn, in ms. */
+uint64_t weir_now_ms(void);
+uint64_t weir_monotonic_ms(void);
+
+/* ----------------------------------------------------------- shared memory */
+
+/* A zone of `size` bytes shared by every worker of the generation, zeroed at
+ * creation. Reserve at config time (conf_done); the pointer is valid in all
+ * workers. Concurrent writers must use atomics. NULL after weir_conf_error. */
+void *weir_shm_zone(weir_conf_t *cf, const char *name, size_t size);
+
+/* True in exactly one worker of the generation: the process in which
+ * background tasks (health checks, periodic flushes) run. */
+int weir_worker_is_primary(void);
+/* 0-based worker index and count. */
+unsigned weir_worker_index(void);
+unsigned weir_worker_count(void);
+
+/* ----------------------------------------------------------------- logging */
+
+typedef enum weir_log_level {
+    WEIR_LOG_DEBUG = 0,
+    WEIR_LOG_INFO,
+    WEIR_LOG_NOTICE,
+    WEIR_LOG_WARN,
+    WEIR_LOG_ERROR,
+} weir_log_level_t;
+
+/* Writes "time [level] pid module: message" to the error log when level is
+ * at or above error_log.level. `m` may be NULL for the core. */
+void weir_log(const weir_module_t *m, weir_log_level_t level, const char *fmt, ...)
+    WEIR_PRINTF(3, 4);
+
+/* -------------------------------------------------------------- descriptor */
+
+/* The descriptor; fields after `reserved` may be added in later minors, so
+ * the core reads only up to struct_size. */
+struct weir_module {
+    /* frozen: */
+    uint16_t abi_major; /* WEIR_ABI_MAJOR */
+    uint16_t abi_minor; /* WEIR_ABI_MINOR */
+    uint32_t struct_size; /* sizeof(weir_module_t) */
+    const char *name;     /* must equal the file name without ".so" */
+    const char *version;  /* the module's own version, for messages */
+
+    /* Bytes of this module's conf struct per scope instance (index by
+     * WEIR_SCOPE_INDEX_*), 0 for none. Zeroed, then defaults applied. */
+    size_t conf_size[WEIR_SCOPE_COUNT];
+    const weir_directive_t *directives; /* terminated by {.key = NULL} */
+    const weir_handler_t *handlers;     /* terminated by {.name = NULL} */
+    const weir_balancer_t *balancers;   /* terminated by {.name = NULL} */
+
+    /* Lifecycle hooks, each optional; 0 on success, -1 after an error. */
+    /* Before the config is read: register variables. */
+    int (*conf_init)(weir_conf_t *cf);
+    /* After every scope was read and defaults applied: compile, index,
+     * cross-check. The conf is read-only from here on. */
+    int (*conf_done)(weir_conf_t *cf);
+    /* In each worker after fork, before accepting. */
+    int (*worker_init)(const weir_conf_t *cf);
+    /* In each worker before it exits. */
+    void (*worker_exit)(const weir_conf_t *cf);
+    /* When the generation is freed (master and workers). */
+    void (*conf_free)(weir_conf_t *cf);
+
+    void *reserved[8];
+};
+
+/* In the module: WEIR_MODULE_EXPORT const weir_module_t weir_module = {...}; */
+#define WEIR_MODULE_SYMBOL "weir_module"
+
+#define WEIR_MODULE_HEADER                                                             \
+    .abi_major = WEIR_ABI_MAJOR, .abi_minor = WEIR_ABI_MINOR,                           \
+    .struct_size = sizeof(weir_module_t)
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* WEIR_MODULE_H */
