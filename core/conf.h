@@ -148,6 +148,12 @@ struct weir_conf {
 typedef struct conf_options {
     const char *file;
     const char *modules_dir; /* -M, or NULL */
+    /* Supplied by the binary (NULL in tests that need neither): the core's
+     * own phase handlers, e.g. "core.balance" (terminated by {.name = NULL}),
+     * and the registration of the core variables, called right after the
+     * registry is created and before modules' conf_init hooks. */
+    const weir_handler_t *core_handlers;
+    int (*register_core_vars)(weir_conf_t *cf);
 } conf_options_t;
 
 /* Loads and checks a whole configuration generation. Returns NULL when it has
