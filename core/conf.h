@@ -49,6 +49,9 @@ struct weir_node {
     size_t count;              /* SEQUENCE items or MAPPING entries */
     struct weir_node **items;  /* SEQUENCE items, MAPPING values */
     struct weir_node **keys;   /* MAPPING keys (scalar nodes) */
+    const char *key;           /* mapping key this node is the value of (for a
+                                * sequence item: the sequence's key), or NULL;
+                                * names the directive in type errors */
 };
 
 /* One loaded module. */
@@ -70,6 +73,7 @@ struct weir_listener {
     void **mconf; /* per module index, conf_size[LISTENER] bytes or NULL */
     const weir_node_t *node;
     size_t index;
+    weir_conf_t *conf; /* owning generation, for weir_listener_conf() */
 };
 
 typedef struct peer {
@@ -95,6 +99,7 @@ struct weir_upstream {
     void **mconf;
     const weir_node_t *node;
     size_t index;
+    weir_conf_t *conf; /* owning generation */
 };
 
 struct weir_route {
@@ -103,11 +108,14 @@ struct weir_route {
     void **mconf;
     const weir_node_t *node;
     size_t index;
+    weir_conf_t *conf; /* owning generation */
 };
 
 typedef struct conf_error {
     struct conf_error *next;
     char *msg; /* "file:line:col: text" */
+    const char *file;      /* position, to keep the list in document order */
+    unsigned line, column; /* 0: no position ("file: text") */
 } conf_error_t;
 
 struct weir_conf {
