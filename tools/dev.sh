@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# weir developer entry point.
+#
+#   tools/dev.sh deps               install the Debian 12 packages that are missing
+#   tools/dev.sh build [--sanitize] meson + ninja into build/ (or build-asan/)
+#   tools/dev.sh run                deps, build, demo backends on :9001/:9002, weir on :8080
+#   tools/dev.sh test               deps, build, whole suite, then again under ASan+UBSan
+#   tools/dev.sh bench [ARGS...]    deps, release build, tools/bench ARGS
+#
+# Never prompts. Works as root, or through sudo when not root.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# Debian's python3, with python3-h2 and python3-pytest; a pyenv python3 on PATH
+# does not see Debian's packages.
+PY=/usr/bin/python3
+
+PACKAGES=(
+    build-essential meson ninja-build pkg-config
+    liburing-dev node-llhttp libnghttp2-dev libssl-dev libyaml-dev libpcre2-dev check
+    curl nghttp2-client python3 python3-h2 python3-pytest openssl wrk nginx haproxy procps
+)
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'dev.sh: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo -n env DEBIAN_FRONTEND=noninteractive "$@" \
+            || die "sudo failed; run as root or allow passwordless sudo for apt-get"
+    else
+        die "not root and no sudo: install these as root: $*"
+    fi
+}
+
+cmd_deps() {
+    local missing=() p status
+    for p in "${PACKAGES[@]}"; do
+        status="$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null || true)"
+        [ "$status" = installed ] || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return 0
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "apt-get not found; install by hand: ${missing[*]}"
+    say "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # One update per install: the package lists may be absent or stale on a fresh machine.
+    as_root apt-get update -q
+    as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# build_dir DIR [meson setup args...]: configure once, then let ninja reconfigure.
+build_dir() {
+    local dir="$1"; shift
+    if [ ! -f "$dir/build.ninja" ]; then
+        say "meson setup $dir $*"
+        meson setup "$dir" "$@"
+    fi
+    say "ninja -C $dir"
+    ninja -C "$dir"
+}
+
+cmd_build() {
+    case "${1:-}" in
+        "") build_dir build ;;
+        --sanitize)
+            # b_lundef=false: modules are dlopen'ed and resolve ASan symbols from the binary.
+            build_dir build-asan -Db_sanitize=address,undefined -Db_lundef=false ;;
+        --release)
+            build_dir build-release --buildtype=release ;;
+        *) die "build: unknown option '$1' (use --sanitize)" ;;
+    esac
+}
+
+# wait_port PORT SECONDS: true once something accepts on 127.0.0.1:PORT.
+wait_port() {
+    local port="$1" tries=$(( $2 * 10 ))
+    while [ "$tries" -gt 0 ]; do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+        tries=$((tries - 1))
+    done
+    return 1
+}
+
+cmd_run() {
+    cmd_deps
+    cmd_build
+    local conf="${WEIR_CONF:-$ROOT/etc/weir.yaml}" port="${WEIR_PORT:-8080}"
+    local pids=()
+    cleanup() {
+        local p
+        for p in "${pids[@]}"; do
+            kill "$p" 2>/dev/null || true
+        done
+        wait 2>/dev/null || true
+    }
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+
+    local bport
+    for bport in 9001 9002; do
+        if wait_port "$bport" 0; then
+            die "port $bport is already in use; stop whatever listens there first"
+        fi
+        "$PY" "$ROOT/tools/demo_backend.py" "$bport" &
+        pids+=("$!")
+    done
+    for bport in 9001 9002; do
+        wait_port "$bport" 5 || die "demo backend on port $bport did not start"
+    done
+
+    # Announce once weir accepts; weir itself stays in the foreground so that
+    # Ctrl-C reaches it directly.
+    (
+        if wait_port "$port" 30; then
+            printf '\nweir is running: try curl http://127.0.0.1:%s/\n\n' "$port"
+        fi
+    ) &
+    pids+=("$!")
+
+    say "build/core/weir -c $conf -M build/modules"
+    local rc=0
+    "$ROOT/build/core/weir" -c "$conf" -M "$ROOT/build/modules" -p "$ROOT/build/weir.pid" || rc=$?
+    exit "$rc"
+}
+
+cmd_test() {
+    cmd_deps
+    local rc=0
+
+    cmd_build
+    say "meson test -C build"
+    meson test -C build --print-errorlogs || rc=1
+
+    cmd_build --sanitize
+    say "meson test -C build-asan (ASan+UBSan)"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+        meson test -C build-asan --print-errorlogs --timeout-multiplier 3 || rc=1
+
+    if [ "$rc" -ne 0 ]; then
+        say "tests FAILED (see the logs above, and build*/meson-logs/testlog.txt)"
+    else
+        say "all tests passed (plain and ASan+UBSan)"
+    fi
+    return "$rc"
+}
+
+cmd_bench() {
+    cmd_deps
+    cmd_build --release
+    exec "$PY" "$ROOT/tools/bench" --weir "$ROOT/build-release/core/weir" \
+        --modules "$ROOT/build-release/modules" "$@"
+}
+
+usage() {
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+}
+
+[ $# -ge 1 ] || { usage >&2; exit 2; }
+sub="$1"; shift
+case "$sub" in
+    deps)  cmd_deps "$@" ;;
+    build) cmd_build "$@" ;;
+    run)   cmd_run "$@" ;;
+    test)  cmd_test "$@" ;;
+    bench) cmd_bench "$@" ;;
+    -h|--help|help) usage ;;
+    *) usage >&2; exit 2 ;;
+esac
