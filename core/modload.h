@@ -7,24 +7,40 @@
 #ifndef WEIR_MODLOAD_H
 #define WEIR_MODLOAD_H
 
+#include <stddef.h>
+
 #include "conf.h"
+
+/* True if a descriptor of d->struct_size bytes includes `field`: a module
+ * built against an older minor has a shorter descriptor, and the bytes past
+ * its end are not ours to read. */
+#define MODULE_HAS(d, field)                                                              \
+    ((size_t)(d)->struct_size >= offsetof(weir_module_t, field) + sizeof((d)->field))
+
+/* Bytes every descriptor has, whatever its minor: up to conf_size. */
+#define MODULE_FROZEN_SIZE offsetof(weir_module_t, conf_size)
 
 /* Opens `path` (or <cf->modules_dir>/<name>.so when path is NULL) into slot.
  * On failure records a conf error at `where` and returns -1. The loader
  * refuses: a missing file or symbol, an ABI major other than ours, a minor
  * newer than ours, a struct_size smaller than the frozen prefix, a name that
- * differs from `name`, and a name already loaded (checked by the caller
- * through conf_module_index). */
+ * differs from `name` (NULL: the file name without ".so"), and a name that
+ * another slot of cf->modules[0..nmodules) already holds. The slot's desc,
+ * handle and path are set; index and main_conf are the caller's. */
 int modload_open(weir_conf_t *cf, const weir_node_t *where, const char *name, const char *path,
                  module_slot_t *slot);
+/* dlclose()s the handle (if any) and clears the slot's handle. Hooks are not
+ * called here: conf_free runs conf_free hooks before closing. */
 void modload_close(module_slot_t *slot);
 
 /* For a key not owned by any loaded module: the standard module that would
  * own it in this scope (a weir_scope_t bit), or NULL. */
 const char *modload_known_owner(unsigned scope, const char *key);
 
-/* Calls hook `which` of every module in order with the module as context.
- * Returns -1 if any hook failed. */
+/* Calls hook `which` of every module in modules: order (skipping modules whose
+ * descriptor is too short to have the field). Every hook runs even after one
+ * failed, so one run reports all errors; a hook that fails without recording
+ * an error gets a generic one. Returns -1 if any hook failed. */
 enum module_hook { HOOK_CONF_INIT, HOOK_CONF_DONE };
 int modload_run_conf_hook(weir_conf_t *cf, enum module_hook which);
 

@@ -1,0 +1,220 @@
+/*
+ * Module loader. Every refusal is one sentence that names the file and, where
+ * versions are involved, both of them: an operator reading it should know
+ * which file to rebuild or which weir to upgrade without opening the source.
+ */
+#include "modload.h"
+
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+
+/* The module name a path implies: its basename without ".so". */
+static const char *name_from_path(weir_conf_t *cf, const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (n > 3 && strcmp(base + n - 3, ".so") == 0)
+        n -= 3;
+    return arena_strndup(cf->arena, base, n);
+}
+
+static const char *version_of(const weir_module_t *d)
+{
+    return d->version ? d->version : "(no version)";
+}
+
+int modload_open(weir_conf_t *cf, const weir_node_t *where, const char *name, const char *path,
+                 module_slot_t *slot)
+{
+    char buf[PATH_MAX];
+    void *handle = NULL;
+
+    if (!path) {
+        const char *dir = cf->modules_dir ? cf->modules_dir : WEIR_DEFAULT_MODULES_DIR_FALLBACK;
+        int n = snprintf(buf, sizeof(buf), "%s/%s.so", dir, name);
+        if (n < 0 || (size_t)n >= sizeof(buf))
+            return weir_conf_error(cf, where, "cannot load module '%s': path %s/%s.so is too long",
+                                   name, dir, name);
+        path = buf;
+    }
+    if (!name) {
+        name = name_from_path(cf, path);
+        if (!name)
+            return weir_conf_error(cf, where, "out of memory loading module %s", path);
+    }
+
+    /* RTLD_NOW: an unresolved weir_* symbol (a module built for a newer core)
+     * fails here at load, not in a worker in the middle of a request.
+     * RTLD_LOCAL: modules cannot see or clash with each other's symbols. */
+    dlerror();
+    handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!handle) {
+        const char *why = dlerror();
+        return weir_conf_error(cf, where, "cannot load module '%s' from %s: %s", name, path,
+                               why ? why : "unknown error");
+    }
+
+    dlerror();
+    const weir_module_t *d = dlsym(handle, WEIR_MODULE_SYMBOL);
+    if (!d) {
+        weir_conf_error(cf, where,
+                        "cannot load module '%s' from %s: it does not export '%s', so it is "
+                        "not a weir module",
+                        name, path, WEIR_MODULE_SYMBOL);
+        goto fail;
+    }
+
+    /* Only the frozen fields are read until the versions are known good. */
+    if (d->abi_major != WEIR_ABI_MAJOR) {
+        weir_conf_error(cf, where,
+                        "module %s was built for weir module ABI %u.%u, this weir provides "
+                        "%d.%d; rebuild it against this weir's headers",
+                        path, (unsigned)d->abi_major, (unsigned)d->abi_minor, WEIR_ABI_MAJOR,
+                        WEIR_ABI_MINOR);
+        goto fail;
+    }
+    if (d->abi_minor > WEIR_ABI_MINOR) {
+        weir_conf_error(cf, where,
+                        "module %s was built for weir module ABI %u.%u, newer than this weir's "
+                        "%d.%d; upgrade weir or rebuild the module",
+                        path, (unsigned)d->abi_major, (unsigned)d->abi_minor, WEIR_ABI_MAJOR,
+                        WEIR_ABI_MINOR);
+        goto fail;
+    }
+    if (d->struct_size < MODULE_FROZEN_SIZE) {
+        weir_conf_error(cf, where,
+                        "module %s (ABI %u.%u) has a descriptor of %u bytes, shorter than the "
+                        "%zu bytes every ABI %d.x descriptor starts with (this weir provides "
+                        "%d.%d); rebuild it against this weir's headers",
+                        path, (unsigned)d->abi_major, (unsigned)d->abi_minor,
+                        (unsigned)d->struct_size,
+                        (size_t)MODULE_FROZEN_SIZE, WEIR_ABI_MAJOR, WEIR_ABI_MAJOR,
+                        WEIR_ABI_MINOR);
+        goto fail;
+    }
+    if (!d->name || strcmp(d->name, name) != 0) {
+        weir_conf_error(cf, where,
+                        "module %s (version %s) calls itself '%s', not '%s'; a module's name "
+                        "must equal its file name without .so",
+                        path, version_of(d), d->name ? d->name : "(null)", name);
+        goto fail;
+    }
+    for (size_t i = 0; i < cf->nmodules; i++) {
+        const module_slot_t *o = &cf->modules[i];
+        if (o == slot || !o->desc || strcmp(o->desc->name, d->name) != 0)
+            continue;
+        weir_conf_error(cf, where,
+                        "module %s ('%s' version %s) clashes with module '%s' version %s, "
+                        "already loaded from %s",
+                        path, d->name, version_of(d), o->desc->name, version_of(o->desc),
+                        o->path ? o->path : "(linked in)");
+        goto fail;
+    }
+
+    slot->path = arena_strdup(cf->arena, path);
+    if (!slot->path) {
+        weir_conf_error(cf, where, "out of memory loading module %s", path);
+        goto fail;
+    }
+    slot->desc = d;
+    slot->handle = handle;
+    return 0;
+
+fail:
+    dlclose(handle);
+    return -1;
+}
+
+void modload_close(module_slot_t *slot)
+{
+    if (slot->handle)
+        dlclose(slot->handle);
+    slot->handle = NULL;
+}
+
+/* Keys of the standard modules, so that a config written for a module that is
+ * not listed in modules: gets "provided by module 'X', which is not loaded"
+ * instead of a bare "unknown key". */
+static const struct known_key {
+    unsigned scope;
+    const char *key;
+    const char *module;
+} known_keys[] = {
+    {WEIR_SCOPE_ROUTE, "host", "router"},
+    {WEIR_SCOPE_ROUTE, "path", "router"},
+    {WEIR_SCOPE_ROUTE, "methods", "router"},
+    {WEIR_SCOPE_ROUTE, "rewrite", "rewrite"},
+    {WEIR_SCOPE_ROUTE, "redirect", "rewrite"},
+    {WEIR_SCOPE_ROUTE, "request_headers", "headers"},
+    {WEIR_SCOPE_ROUTE, "response_headers", "headers"},
+    {WEIR_SCOPE_ROUTE, "access_log", "accesslog"},
+    {WEIR_SCOPE_MAIN, "access_log", "accesslog"},
+    {WEIR_SCOPE_UPSTREAM, "hash_key", "lb_ketama"},
+    {WEIR_SCOPE_UPSTREAM, "health_check", "healthcheck"},
+    {WEIR_SCOPE_UPSTREAM, "tls", "tls"},
+    {WEIR_SCOPE_LISTENER, "tls", "tls"},
+};
+
+const char *modload_known_owner(unsigned scope, const char *key)
+{
+    if (!key)
+        return NULL;
+    for (size_t i = 0; i < sizeof(known_keys) / sizeof(known_keys[0]); i++) {
+        if ((known_keys[i].scope & scope) && strcmp(known_keys[i].key, key) == 0)
+            return known_keys[i].module;
+    }
+    return NULL;
+}
+
+/* Where a hook failure without its own message is reported: the modules:
+ * key when the config has one. */
+static const weir_node_t *modules_node(const weir_conf_t *cf)
+{
+    const weir_node_t *root = cf->root;
+    if (!root || root->type != WEIR_NODE_MAPPING)
+        return root;
+    for (size_t i = 0; i < root->count; i++) {
+        if (root->keys[i] && root->keys[i]->scalar && strcmp(root->keys[i]->scalar, "modules") == 0)
+            return root->keys[i];
+    }
+    return root;
+}
+
+int modload_run_conf_hook(weir_conf_t *cf, enum module_hook which)
+{
+    int rc = 0;
+    for (size_t i = 0; i < cf->nmodules; i++) {
+        const weir_module_t *d = cf->modules[i].desc;
+        int (*hook)(weir_conf_t *) = NULL;
+        const char *what = NULL;
+        if (!d)
+            continue;
+        switch (which) {
+        case HOOK_CONF_INIT:
+            hook = MODULE_HAS(d, conf_init) ? d->conf_init : NULL;
+            what = "conf_init";
+            break;
+        case HOOK_CONF_DONE:
+            hook = MODULE_HAS(d, conf_done) ? d->conf_done : NULL;
+            what = "conf_done";
+            break;
+        }
+        if (!hook)
+            continue;
+        unsigned before = cf->nerrors;
+        if (hook(cf) != 0) {
+            rc = -1;
+            /* a failure the operator cannot see would be worse than a vague one */
+            if (cf->nerrors == before)
+                weir_conf_error(cf, modules_node(cf), "module '%s' failed in %s without saying why",
+                                d->name, what);
+        }
+    }
+    return rc;
+}
