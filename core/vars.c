@@ -109,10 +109,10 @@ int vars_get(weir_request_t *r, const weir_conf_t *cf, const char *name, weir_st
     if (!v)
         return -1;
     weir_str_t suffix = {.data = "", .len = 0};
-    char small[128];
     if (v->flags & WEIR_VAR_PREFIX) {
+        /* request memory, not the stack: a getter may hand the suffix back */
         size_t n = len - v->len;
-        char *buf = n <= sizeof(small) ? small : weir_request_alloc(r, n);
+        char *buf = weir_request_alloc(r, n + 1);
         if (!buf)
             return 1;
         vars_suffix(v, name, len, buf);

@@ -1,0 +1,243 @@
+/* Module loader: every refusal message, exactly, and a good module's hooks. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "conf.h"
+#include "modload.h"
+#include "vars.h"
+
+static struct weir_node where = {
+    .type = WEIR_NODE_SCALAR, .file = "weir.yaml", .line = 3, .column = 5, .scalar = "x"};
+
+static const char *mods_dir(void)
+{
+    const char *d = getenv("WEIR_TEST_MODULES");
+    return d ? d : "t/modules";
+}
+
+static weir_conf_t *conf_new(void)
+{
+    weir_conf_t *cf = calloc(1, sizeof(*cf));
+    ck_assert_ptr_nonnull(cf);
+    cf->arena = arena_new(4096, 0);
+    ck_assert_ptr_nonnull(cf->arena);
+    cf->file = "weir.yaml";
+    cf->errors_tail = &cf->errors;
+    cf->modules_dir = mods_dir();
+    cf->modules = arena_alloc(cf->arena, 4 * sizeof(module_slot_t));
+    ck_assert_ptr_nonnull(cf->modules);
+    return cf;
+}
+
+static void conf_del(weir_conf_t *cf)
+{
+    for (size_t i = 0; i < cf->nmodules; i++)
+        modload_close(&cf->modules[i]);
+    arena_free(cf->arena);
+    free(cf);
+}
+
+/* Expected text with every "@" replaced by the modules directory. */
+static char *expand(const char *pattern)
+{
+    static char buf[2048];
+    char *p = buf;
+    for (; *pattern; pattern++) {
+        if (*pattern == '@')
+            p = stpcpy(p, mods_dir());
+        else
+            *p++ = *pattern;
+    }
+    *p = '\0';
+    return buf;
+}
+
+static const weir_module_t router_desc = {
+    WEIR_MODULE_HEADER,
+    .name = "router",
+    .version = "1.0",
+};
+
+static const struct refusal {
+    const char *name; /* as listed in modules: */
+    const char *path; /* NULL: <modules_dir>/<name>.so, '@' = modules dir */
+    int preload_router;
+    const char *msg;  /* exact; '@' = modules dir */
+} refusals[] = {
+    {"no_symbol", NULL, 0,
+     "weir.yaml:3:5: cannot load module 'no_symbol' from @/no_symbol.so: it does not export "
+     "'weir_module', so it is not a weir module"},
+    {"bad_abi", NULL, 0,
+     "weir.yaml:3:5: module @/bad_abi.so was built for weir module ABI 2.0, this weir provides "
+     "1.0; rebuild it against this weir's headers"},
+    {NULL, "@/bad_abi.so", 0,
+     "weir.yaml:3:5: module @/bad_abi.so was built for weir module ABI 2.0, this weir provides "
+     "1.0; rebuild it against this weir's headers"},
+    {"newer_minor", NULL, 0,
+     "weir.yaml:3:5: module @/newer_minor.so was built for weir module ABI 1.5, newer than this "
+     "weir's 1.0; upgrade weir or rebuild the module"},
+    {"short_desc", NULL, 0,
+     "weir.yaml:3:5: module @/short_desc.so (ABI 1.0) has a descriptor of 8 bytes, shorter than "
+     "the 24 bytes every ABI 1.x descriptor starts with (this weir provides 1.0); rebuild it "
+     "against this weir's headers"},
+    {"dup_router", NULL, 0,
+     "weir.yaml:3:5: module @/dup_router.so (version 9.9) calls itself 'router', not "
+     "'dup_router'; a module's name must equal its file name without .so"},
+    {"router", "@/dup_router.so", 1,
+     "weir.yaml:3:5: module @/dup_router.so ('router' version 9.9) clashes with module 'router' "
+     "version 1.0, already loaded from /opt/weir/router.so"},
+};
+
+START_TEST(test_refusal)
+{
+    const struct refusal *c = &refusals[_i];
+    weir_conf_t *cf = conf_new();
+    char path[1024];
+    if (c->preload_router) {
+        cf->modules[0] = (module_slot_t){.desc = &router_desc, .path = "/opt/weir/router.so"};
+        cf->nmodules = 1;
+    }
+    if (c->path)
+        snprintf(path, sizeof(path), "%s", expand(c->path));
+    module_slot_t *slot = &cf->modules[cf->nmodules];
+    ck_assert_int_eq(modload_open(cf, &where, c->name, c->path ? path : NULL, slot), -1);
+    ck_assert_uint_eq(cf->nerrors, 1);
+    ck_assert_ptr_null(slot->desc);
+    ck_assert_ptr_null(slot->handle);
+    ck_assert_str_eq(cf->errors->msg, expand(c->msg));
+    conf_del(cf);
+}
+END_TEST
+
+START_TEST(test_missing_file)
+{
+    weir_conf_t *cf = conf_new();
+    ck_assert_int_eq(modload_open(cf, &where, "nope", NULL, &cf->modules[0]), -1);
+    ck_assert_uint_eq(cf->nerrors, 1);
+    const char *want = expand("weir.yaml:3:5: cannot load module 'nope' from @/nope.so: ");
+    ck_assert_msg(strncmp(cf->errors->msg, want, strlen(want)) == 0, "got %s", cf->errors->msg);
+    ck_assert_msg(strstr(cf->errors->msg, "No such file") != NULL, "got %s", cf->errors->msg);
+    conf_del(cf);
+}
+END_TEST
+
+START_TEST(test_good_module)
+{
+    weir_conf_t *cf = conf_new();
+    ck_assert_int_eq(vars_init(cf), 0);
+    ck_assert_int_eq(modload_open(cf, &where, "good", NULL, &cf->modules[0]), 0);
+    cf->nmodules = 1;
+    ck_assert_uint_eq(cf->nerrors, 0);
+    ck_assert_ptr_nonnull(cf->modules[0].handle);
+    ck_assert_str_eq(cf->modules[0].desc->name, "good");
+    ck_assert_str_eq(cf->modules[0].desc->version, "1.2.3");
+    ck_assert_str_eq(cf->modules[0].path, expand("@/good.so"));
+
+    /* conf_init registers $good_var through the exported API */
+    ck_assert_int_eq(modload_run_conf_hook(cf, HOOK_CONF_INIT), 0);
+    weir_str_t v;
+    ck_assert_int_eq(vars_get(NULL, cf, "good_var", &v), 0);
+    ck_assert_int_eq((int)v.len, 4);
+    ck_assert_int_eq(memcmp(v.data, "good", 4), 0);
+
+    /* conf_done fails silently: the loader supplies a message */
+    ck_assert_int_eq(modload_run_conf_hook(cf, HOOK_CONF_DONE), -1);
+    ck_assert_uint_eq(cf->nerrors, 1);
+    ck_assert_str_eq(cf->errors->msg,
+                     "weir.yaml: module 'good' failed in conf_done without saying why");
+
+    modload_close(&cf->modules[0]);
+    ck_assert_ptr_null(cf->modules[0].handle);
+    cf->nmodules = 0;
+    conf_del(cf);
+}
+END_TEST
+
+START_TEST(test_hook_past_struct_size)
+{
+    weir_conf_t *cf = conf_new();
+    ck_assert_int_eq(modload_open(cf, &where, "old_minor", NULL, &cf->modules[0]), 0);
+    cf->nmodules = 1;
+    ck_assert_int_eq(modload_run_conf_hook(cf, HOOK_CONF_INIT), 0);
+    ck_assert_uint_eq(cf->nerrors, 0);
+    conf_del(cf);
+}
+END_TEST
+
+START_TEST(test_hook_error_at_modules_key)
+{
+    weir_conf_t *cf = conf_new();
+    static struct weir_node key = {
+        .type = WEIR_NODE_SCALAR, .file = "weir.yaml", .line = 7, .column = 1, .scalar = "modules"};
+    static struct weir_node val = {.type = WEIR_NODE_SEQUENCE, .file = "weir.yaml", .line = 8};
+    static struct weir_node *keys[] = {&key}, *vals[] = {&val};
+    static struct weir_node root = {.type = WEIR_NODE_MAPPING, .file = "weir.yaml", .line = 1,
+                                    .column = 1, .count = 1, .keys = keys, .items = vals};
+    cf->root = &root;
+    ck_assert_int_eq(modload_open(cf, &where, "good", NULL, &cf->modules[0]), 0);
+    cf->nmodules = 1;
+    ck_assert_int_eq(modload_run_conf_hook(cf, HOOK_CONF_DONE), -1);
+    ck_assert_str_eq(cf->errors->msg,
+                     "weir.yaml:7:1: module 'good' failed in conf_done without saying why");
+    conf_del(cf);
+}
+END_TEST
+
+static const struct owner {
+    unsigned scope;
+    const char *key;
+    const char *module; /* NULL: none */
+} owners[] = {
+    {WEIR_SCOPE_ROUTE, "host", "router"},
+    {WEIR_SCOPE_ROUTE, "path", "router"},
+    {WEIR_SCOPE_ROUTE, "methods", "router"},
+    {WEIR_SCOPE_ROUTE, "rewrite", "rewrite"},
+    {WEIR_SCOPE_ROUTE, "redirect", "rewrite"},
+    {WEIR_SCOPE_ROUTE, "request_headers", "headers"},
+    {WEIR_SCOPE_ROUTE, "response_headers", "headers"},
+    {WEIR_SCOPE_ROUTE, "access_log", "accesslog"},
+    {WEIR_SCOPE_MAIN, "access_log", "accesslog"},
+    {WEIR_SCOPE_UPSTREAM, "hash_key", "lb_ketama"},
+    {WEIR_SCOPE_UPSTREAM, "health_check", "healthcheck"},
+    {WEIR_SCOPE_UPSTREAM, "tls", "tls"},
+    {WEIR_SCOPE_LISTENER, "tls", "tls"},
+    {WEIR_SCOPE_MAIN, "tls", NULL},
+    {WEIR_SCOPE_MAIN, "host", NULL},
+    {WEIR_SCOPE_UPSTREAM, "rewrite", NULL},
+    {WEIR_SCOPE_ROUTE, "rewite", NULL},
+    {WEIR_SCOPE_LISTENER, "health_check", NULL},
+};
+
+START_TEST(test_known_owner)
+{
+    const struct owner *c = &owners[_i];
+    const char *got = modload_known_owner(c->scope, c->key);
+    if (c->module)
+        ck_assert_str_eq(got ? got : "(null)", c->module);
+    else
+        ck_assert_msg(got == NULL, "%s: got %s", c->key, got);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("modload");
+    TCase *tc = tcase_create("load");
+    tcase_add_loop_test(tc, test_refusal, 0, (int)(sizeof(refusals) / sizeof(refusals[0])));
+    tcase_add_test(tc, test_missing_file);
+    tcase_add_test(tc, test_good_module);
+    tcase_add_test(tc, test_hook_past_struct_size);
+    tcase_add_test(tc, test_hook_error_at_modules_key);
+    tcase_add_loop_test(tc, test_known_owner, 0, (int)(sizeof(owners) / sizeof(owners[0])));
+    suite_add_tcase(s, tc);
+
+    SRunner *sr = srunner_create(s);
+    srunner_set_fork_status(sr, CK_FORK);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
