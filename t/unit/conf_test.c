@@ -1,0 +1,922 @@
+/*
+ * Config loader: value parsers, the core schema and its defaults, every error
+ * form with its exact message, includes, and module directives through the
+ * test module t/modules/conf_probe.so (found via WEIR_TEST_MODULES).
+ *
+ * Each config test runs in its own forked child, in a fresh temp directory
+ * that it chdir()s into, so messages name "weir.yaml" exactly as a user who
+ * runs `weir -t -c weir.yaml` would see them.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "vars.h"
+
+/* Layouts of t/modules/conf_probe.c. */
+struct probe_conf {
+    int flag;
+    long level;
+    const char *label;
+    long items;
+    weir_template_t *tpl;
+    uint64_t window;
+    int done;
+    int balancers;
+};
+
+struct probe_listener {
+    uint64_t buf;
+};
+
+struct probe_upstream {
+    uint64_t timeout;
+    long tries;
+};
+
+/* ------------------------------------------------------------- harness */
+
+static char tmpdir[256];
+
+static void enter_tmpdir(void)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "%s/weir-conf-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    ck_assert_int_eq(chdir(tmpdir), 0);
+}
+
+static void write_file(const char *name, const char *text)
+{
+    FILE *fp = fopen(name, "w");
+    ck_assert_ptr_nonnull(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+static int get_host(weir_request_t *r, weir_str_t suffix, weir_str_t *out)
+{
+    (void)r;
+    (void)suffix;
+    *out = WEIR_STR("example");
+    return 0;
+}
+
+/* The tests do not need the binary's variables; one is enough to compile
+ * templates against. */
+static int test_vars(weir_conf_t *cf)
+{
+    return weir_var_register(cf, "host", 0, get_host);
+}
+
+/* Loads weir.yaml (written from `yaml`) with stderr captured into errbuf. */
+static weir_conf_t *load(const char *yaml, char *errbuf, size_t errlen)
+{
+    const char *mods = getenv("WEIR_TEST_MODULES");
+    conf_options_t opt = {
+        .file = "weir.yaml",
+        .modules_dir = mods ? mods : "t/modules",
+        .register_core_vars = test_vars,
+    };
+    char errfile[] = "stderr-XXXXXX";
+    int fd, saved;
+    weir_conf_t *cf;
+    ssize_t n;
+
+    if (yaml)
+        write_file("weir.yaml", yaml);
+    fd = mkstemp(errfile);
+    ck_assert_int_ge(fd, 0);
+    fflush(stderr);
+    saved = dup(2);
+    dup2(fd, 2);
+    cf = conf_load(&opt);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    lseek(fd, 0, SEEK_SET);
+    n = read(fd, errbuf, errlen - 1);
+    errbuf[n > 0 ? n : 0] = '\0';
+    close(fd);
+    unlink(errfile);
+    return cf;
+}
+
+static weir_conf_t *load_ok(const char *yaml)
+{
+    char err[8192];
+    weir_conf_t *cf = load(yaml, err, sizeof(err));
+    ck_assert_msg(cf != NULL, "config failed to load:\n%s", err);
+    ck_assert_str_eq(err, "");
+    return cf;
+}
+
+static void expect_errors(const char *yaml, const char *expected)
+{
+    char err[8192];
+    weir_conf_t *cf = load(yaml, err, sizeof(err));
+    ck_assert_msg(cf == NULL, "config loaded but should fail with:\n%s", expected);
+    ck_assert_str_eq(err, expected);
+}
+
+static const weir_module_t *probe_desc(const weir_conf_t *cf)
+{
+    for (size_t i = 0; i < cf->nmodules; i++)
+        if (strcmp(cf->modules[i].desc->name, "conf_probe") == 0)
+            return cf->modules[i].desc;
+    ck_abort_msg("conf_probe not loaded");
+    return NULL;
+}
+
+#define LISTENER "listeners: [{address: 127.0.0.1:8080}]\n"
+#define PROBE "modules: [conf_probe]\n"
+
+/* --------------------------------------------------------------- values */
+
+static const struct {
+    const char *text;
+    int ok;
+    uint64_t ms;
+} durations[] = {
+    {"250ms", 1, 250},   {"2s", 1, 2000},      {"1m", 1, 60000},   {"1h", 1, 3600000},
+    {"1d", 1, 86400000}, {"5", 1, 5000},       {"0", 1, 0},        {"1m30s", 1, 90000},
+    {"0ms", 1, 0},       {"", 0, 0},           {"fast", 0, 0},     {"-1s", 0, 0},
+    {"1x", 0, 0},        {"ms", 0, 0},         {"1.5s", 0, 0},     {"2 s", 0, 0},
+    {"1s5", 0, 0},       {"99999999999999999999s", 0, 0},
+};
+
+START_TEST(test_durations)
+{
+    for (size_t i = 0; i < sizeof(durations) / sizeof(durations[0]); i++) {
+        uint64_t v = 12345;
+        int rc = conf_parse_duration_ms(durations[i].text, &v);
+        ck_assert_msg((rc == 0) == durations[i].ok, "'%s': rc %d", durations[i].text, rc);
+        if (durations[i].ok)
+            ck_assert_msg(v == durations[i].ms, "'%s' -> %llu", durations[i].text,
+                          (unsigned long long)v);
+    }
+}
+END_TEST
+
+static const struct {
+    const char *text;
+    int ok;
+    uint64_t bytes;
+} sizes[] = {
+    {"512", 1, 512},         {"16k", 1, 16384},  {"16K", 1, 16384}, {"1m", 1, 1048576},
+    {"1g", 1, 1073741824},   {"0", 1, 0},        {"", 0, 0},        {"k", 0, 0},
+    {"1t", 0, 0},            {"-1", 0, 0},       {"1kb", 0, 0},     {"1.5m", 0, 0},
+    {"99999999999999999g", 0, 0},
+};
+
+START_TEST(test_sizes)
+{
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        uint64_t v = 12345;
+        int rc = conf_parse_size(sizes[i].text, &v);
+        ck_assert_msg((rc == 0) == sizes[i].ok, "'%s': rc %d", sizes[i].text, rc);
+        if (sizes[i].ok)
+            ck_assert_msg(v == sizes[i].bytes, "'%s' -> %llu", sizes[i].text,
+                          (unsigned long long)v);
+    }
+}
+END_TEST
+
+static const struct {
+    const char *text;
+    int family; /* 0: must fail */
+    unsigned port;
+    const char *err; /* substring of the reason, for failures */
+} addresses[] = {
+    {"127.0.0.1:8080", AF_INET, 8080, NULL},
+    {"0.0.0.0:80", AF_INET, 80, NULL},
+    {"*:8080", AF_INET, 8080, NULL},
+    {"[::1]:443", AF_INET6, 443, NULL},
+    {"[::]:8080", AF_INET6, 8080, NULL},
+    {"unix:/run/weir.sock", AF_UNIX, 0, NULL},
+    {"localhost:9000", -1, 9000, NULL}, /* v4 or v6, whatever the resolver says */
+    {"127.0.0.1", 0, 0, "missing port"},
+    {"127.0.0.1:0", 0, 0, "bad port"},
+    {"127.0.0.1:65536", 0, 0, "bad port"},
+    {"127.0.0.1:http", 0, 0, "bad port"},
+    {"::1:80", 0, 0, "brackets"},
+    {"[::1]80", 0, 0, "missing port"},
+    {"[::1:80", 0, 0, "missing ']'"},
+    {"[zz]:80", 0, 0, "bad IPv6"},
+    {"unix:", 0, 0, "empty unix"},
+    {":80", 0, 0, "missing host"},
+    {"", 0, 0, "empty"},
+    {"no-such-host.invalid:80", 0, 0, "cannot resolve"},
+};
+
+START_TEST(test_addresses)
+{
+    for (size_t i = 0; i < sizeof(addresses) / sizeof(addresses[0]); i++) {
+        sockaddr_any_t sa;
+        char err[256] = "";
+        int rc = conf_parse_address(addresses[i].text, &sa, err, sizeof(err));
+        if (!addresses[i].family) {
+            ck_assert_msg(rc == -1, "'%s' parsed", addresses[i].text);
+            ck_assert_msg(strstr(err, addresses[i].err), "'%s': '%s'", addresses[i].text, err);
+            continue;
+        }
+        ck_assert_msg(rc == 0, "'%s': %s", addresses[i].text, err);
+        int fam = sa.ss.ss_family;
+        if (addresses[i].family > 0)
+            ck_assert_int_eq(fam, addresses[i].family);
+        if (fam == AF_INET) {
+            ck_assert_int_eq(ntohs(((struct sockaddr_in *)&sa.ss)->sin_port),
+                             addresses[i].port);
+            ck_assert_int_eq(sa.len, sizeof(struct sockaddr_in));
+        } else if (fam == AF_INET6) {
+            ck_assert_int_eq(ntohs(((struct sockaddr_in6 *)&sa.ss)->sin6_port),
+                             addresses[i].port);
+            ck_assert_int_eq(sa.len, sizeof(struct sockaddr_in6));
+        } else {
+            ck_assert_int_eq(fam, AF_UNIX);
+            ck_assert_str_eq(((struct sockaddr_un *)&sa.ss)->sun_path, "/run/weir.sock");
+        }
+    }
+}
+END_TEST
+
+START_TEST(test_suggest)
+{
+    static const char *const keys[] = {"name", "upstream", "host", "path", "rewrite",
+                                       "request_headers"};
+    static const struct {
+        const char *word, *want;
+    } cases[] = {
+        {"rewite", "rewrite"}, {"hsot", "host"},       {"upstram", "upstream"},
+        {"nmae", "name"},      {"Path", "path"},       {"request_header", "request_headers"},
+        {"xyz", NULL},         {"methods", NULL},      {"pathname", NULL},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *got = conf_suggest(cases[i].word, keys, 6);
+        if (cases[i].want)
+            ck_assert_msg(got && strcmp(got, cases[i].want) == 0, "%s -> %s", cases[i].word,
+                          got ? got : "(none)");
+        else
+            ck_assert_msg(!got, "%s -> %s", cases[i].word, got);
+    }
+}
+END_TEST
+
+/* ----------------------------------------------------------- core schema */
+
+START_TEST(test_minimal_defaults)
+{
+    enter_tmpdir();
+    weir_conf_t *cf = load_ok(LISTENER);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    char pid[512];
+
+    ck_assert_uint_eq(cf->workers, (unsigned)(cpus > 0 ? cpus : 1));
+    snprintf(pid, sizeof(pid), "%s/weir.pid", weir_conf_dir(cf));
+    ck_assert_str_eq(cf->pid_file, pid);
+    ck_assert_str_eq(cf->error_log, "stderr");
+    ck_assert_int_eq(cf->error_log_level, WEIR_LOG_INFO);
+    ck_assert_str_eq(cf->modules_dir, getenv("WEIR_TEST_MODULES"));
+    ck_assert_ptr_null(cf->error_page);
+    ck_assert_uint_eq(cf->limits.client_header_timeout, 10000);
+    ck_assert_uint_eq(cf->limits.client_body_timeout, 60000);
+    ck_assert_uint_eq(cf->limits.keepalive_timeout, 75000);
+    ck_assert_uint_eq(cf->limits.send_timeout, 60000);
+    ck_assert_uint_eq(cf->limits.keepalive_requests, 10000);
+    ck_assert_uint_eq(cf->limits.max_header_size, 16384);
+    ck_assert_uint_eq(cf->limits.max_body_size, 0);
+    ck_assert_uint_eq(cf->limits.max_connections, 65536);
+    ck_assert_uint_eq(cf->limits.shutdown_timeout, 30000);
+    ck_assert_uint_eq(cf->nlisteners, 1);
+    ck_assert_str_eq(cf->listeners[0].address, "127.0.0.1:8080");
+    ck_assert_str_eq(cf->listeners[0].name, "127.0.0.1:8080");
+    ck_assert_int_eq(cf->listeners[0].backlog, 4096);
+    ck_assert_int_eq(cf->listeners[0].http2, 0);
+    ck_assert_int_eq(cf->listeners[0].addr.ss.ss_family, AF_INET);
+    ck_assert_uint_eq(cf->listeners[0].limits.keepalive_timeout, 75000);
+    ck_assert_ptr_eq(cf->listeners[0].conf, cf);
+    ck_assert_uint_eq(cf->nmodules, 0);
+    ck_assert_uint_eq(cf->nupstreams, 0);
+    ck_assert_uint_eq(cf->nroutes, 0);
+    ck_assert_uint_eq(cf->nerrors, 0);
+    conf_free(cf);
+}
+END_TEST
+
+static const char full_yaml[] =
+    "workers: 3\n"
+    "pid_file: run/weir.pid\n"
+    "error_log: {path: logs/error.log, level: warn}\n"
+    "modules:\n"
+    "  - conf_probe\n"
+    "limits:\n"
+    "  client_header_timeout: 5s\n"
+    "  keepalive_timeout: 1m\n"
+    "  send_timeout: 250ms\n"
+    "  keepalive_requests: 100\n"
+    "  max_header_size: 8k\n"
+    "  max_body_size: 1m\n"
+    "  max_connections: 1000\n"
+    "listeners:\n"
+    "  - name: main\n"
+    "    address: 0.0.0.0:8080\n"
+    "    backlog: 128\n"
+    "    limits: {keepalive_timeout: 5s}\n"
+    "  - address: '[::1]:8443'\n"
+    "    http2: true\n"
+    "  - address: unix:/tmp/weir-test.sock\n"
+    "upstreams:\n"
+    "  api:\n"
+    "    servers:\n"
+    "      - address: 127.0.0.1:9001\n"
+    "        weight: 5\n"
+    "      - 127.0.0.1:9002\n"
+    "      - {address: '[::1]:9003', backup: yes}\n"
+    "  web:\n"
+    "    balancer: probe\n"
+    "    servers: [localhost:9100]\n"
+    "    keepalive: 0\n"
+    "    connect_timeout: 500ms\n"
+    "    read_timeout: 30s\n"
+    "    write_timeout: 31s\n"
+    "    idle_timeout: 2m\n"
+    "    retries: 3\n"
+    "    max_fails: 0\n"
+    "    fail_timeout: 1h\n"
+    "routes:\n"
+    "  - name: api\n"
+    "    upstream: api\n"
+    "  - upstream: web\n"
+    "  - name: nothing\n"
+    "error_page: error.html\n";
+
+START_TEST(test_full_config)
+{
+    enter_tmpdir();
+    write_file("error.html", "<h1>{{status}} {{reason}}</h1>\n");
+    weir_conf_t *cf = load_ok(full_yaml);
+    const char *dir = weir_conf_dir(cf);
+    char want[512];
+
+    ck_assert_uint_eq(cf->workers, 3);
+    snprintf(want, sizeof(want), "%s/run/weir.pid", dir);
+    ck_assert_str_eq(cf->pid_file, want);
+    snprintf(want, sizeof(want), "%s/logs/error.log", dir);
+    ck_assert_str_eq(cf->error_log, want);
+    ck_assert_int_eq(cf->error_log_level, WEIR_LOG_WARN);
+    ck_assert_str_eq(cf->error_page, "<h1>{{status}} {{reason}}</h1>\n");
+
+    ck_assert_uint_eq(cf->limits.client_header_timeout, 5000);
+    ck_assert_uint_eq(cf->limits.client_body_timeout, 60000); /* default kept */
+    ck_assert_uint_eq(cf->limits.keepalive_timeout, 60000);
+    ck_assert_uint_eq(cf->limits.send_timeout, 250);
+    ck_assert_uint_eq(cf->limits.keepalive_requests, 100);
+    ck_assert_uint_eq(cf->limits.max_header_size, 8192);
+    ck_assert_uint_eq(cf->limits.max_body_size, 1048576);
+    ck_assert_uint_eq(cf->limits.max_connections, 1000);
+
+    ck_assert_uint_eq(cf->nlisteners, 3);
+    weir_listener_t *l = &cf->listeners[0];
+    ck_assert_str_eq(l->name, "main");
+    ck_assert_int_eq(l->backlog, 128);
+    ck_assert_uint_eq(l->limits.keepalive_timeout, 5000);   /* overridden */
+    ck_assert_uint_eq(l->limits.client_header_timeout, 5000); /* from top level */
+    ck_assert_uint_eq(l->limits.max_connections, 1000);
+    ck_assert_uint_eq(l->index, 0);
+    ck_assert_uint_eq(l->node->line, 15);
+    l = &cf->listeners[1];
+    ck_assert_int_eq(l->http2, 1);
+    ck_assert_int_eq(l->addr.ss.ss_family, AF_INET6);
+    ck_assert_uint_eq(l->limits.keepalive_timeout, 60000);
+    ck_assert_int_eq(cf->listeners[2].addr.ss.ss_family, AF_UNIX);
+
+    ck_assert_uint_eq(weir_conf_upstream_count(cf), 2);
+    weir_upstream_t *u = weir_conf_upstream(cf, 0);
+    ck_assert_str_eq(weir_upstream_name(u), "api");
+    ck_assert_str_eq(u->balancer_name, "roundrobin");
+    ck_assert_ptr_nonnull(u->balancer);
+    ck_assert_ptr_nonnull(u->balancer_state);
+    ck_assert_uint_eq(u->npeers, 3);
+    ck_assert_str_eq(u->peers[0].address, "127.0.0.1:9001");
+    ck_assert_uint_eq(u->peers[0].weight, 5);
+    ck_assert_int_eq(u->peers[0].backup, 0);
+    ck_assert_str_eq(u->peers[1].address, "127.0.0.1:9002");
+    ck_assert_uint_eq(u->peers[1].weight, 1);
+    ck_assert_int_eq(u->peers[2].backup, 1);
+    ck_assert_int_eq(u->peers[2].addr.ss.ss_family, AF_INET6);
+    ck_assert_uint_eq(u->keepalive, 128);
+    ck_assert_uint_eq(u->connect_timeout, 3000);
+    ck_assert_uint_eq(u->read_timeout, 60000);
+    ck_assert_uint_eq(u->write_timeout, 60000);
+    ck_assert_uint_eq(u->idle_timeout, 60000);
+    ck_assert_int_eq(u->retries, 1);
+    ck_assert_int_eq(u->max_fails, 1);
+    ck_assert_uint_eq(u->fail_timeout, 10000);
+    ck_assert_ptr_eq(weir_upstream_node(u), u->node);
+    u = weir_conf_upstream(cf, 1);
+    ck_assert_str_eq(u->balancer_name, "probe");
+    ck_assert_str_eq(u->balancer->name, "probe");
+    ck_assert_uint_eq(u->keepalive, 0);
+    ck_assert_uint_eq(u->connect_timeout, 500);
+    ck_assert_uint_eq(u->read_timeout, 30000);
+    ck_assert_uint_eq(u->write_timeout, 31000);
+    ck_assert_uint_eq(u->idle_timeout, 120000);
+    ck_assert_int_eq(u->retries, 3);
+    ck_assert_int_eq(u->max_fails, 0);
+    ck_assert_uint_eq(u->fail_timeout, 3600000);
+    ck_assert_uint_eq(u->index, 1);
+    ck_assert_ptr_null(weir_conf_upstream(cf, 2));
+
+    ck_assert_uint_eq(weir_conf_route_count(cf), 3);
+    weir_route_t *rt = weir_conf_route(cf, 0);
+    ck_assert_str_eq(weir_route_name(rt), "api");
+    ck_assert_ptr_eq(weir_route_upstream(rt), weir_conf_upstream(cf, 0));
+    rt = weir_conf_route(cf, 1);
+    ck_assert_str_eq(weir_route_name(rt), "route2");
+    ck_assert_uint_eq(weir_route_index(rt), 1);
+    ck_assert_ptr_eq(weir_route_upstream(rt), weir_conf_upstream(cf, 1));
+    ck_assert_uint_eq(weir_node_line(weir_route_node(rt)), 43);
+    ck_assert_uint_eq(weir_node_column(weir_route_node(rt)), 5);
+    ck_assert_ptr_null(weir_route_upstream(weir_conf_route(cf, 2)));
+
+    /* the probe's balancer was initialised once per upstream */
+    struct probe_conf *mc = weir_main_conf(cf, probe_desc(cf));
+    ck_assert_int_eq(mc->balancers, 2);
+    conf_free(cf);
+}
+END_TEST
+
+START_TEST(test_node_api)
+{
+    enter_tmpdir();
+    weir_conf_t *cf = load_ok(LISTENER "upstreams: {}\n"
+                                       "routes: []\n");
+    const weir_node_t *root = cf->root;
+    ck_assert_int_eq(weir_node_type(root), WEIR_NODE_MAPPING);
+    ck_assert_uint_eq(weir_node_count(root), 3);
+    ck_assert_str_eq(weir_node_scalar(weir_node_key(root, 0)), "listeners");
+    ck_assert_str_eq(weir_node_file(root), "weir.yaml");
+    const weir_node_t *ls = weir_node_get(root, "listeners");
+    ck_assert_int_eq(weir_node_type(ls), WEIR_NODE_SEQUENCE);
+    const weir_node_t *addr = weir_node_get(weir_node_child(ls, 0), "address");
+    ck_assert_str_eq(weir_node_scalar(addr), "127.0.0.1:8080");
+    ck_assert_uint_eq(weir_node_line(addr), 1);
+    ck_assert_uint_eq(weir_node_column(addr), 23);
+    ck_assert_ptr_null(weir_node_get(root, "nope"));
+    ck_assert_ptr_null(weir_node_child(root, 5));
+    ck_assert_ptr_null(weir_node_scalar(ls));
+    ck_assert_ptr_null(weir_node_key(ls, 0));
+
+    char *s = weir_conf_strdup(cf, "abc");
+    ck_assert_str_eq(s, "abc");
+    long *z = weir_conf_alloc(cf, 64);
+    for (int i = 0; i < 8; i++)
+        ck_assert_int_eq(z[i], 0);
+
+    /* typed readers on synthetic nodes */
+    weir_node_t n = {.type = WEIR_NODE_SCALAR, .file = "x.yaml", .line = 3, .column = 7,
+                     .scalar = "yes", .key = "k"};
+    int b = 0;
+    long v = 0;
+    uint64_t u = 0;
+    ck_assert_int_eq(weir_node_bool(cf, &n, &b), 0);
+    ck_assert_int_eq(b, 1);
+    n.scalar = "Off";
+    ck_assert_int_eq(weir_node_bool(cf, &n, &b), 0);
+    ck_assert_int_eq(b, 0);
+    n.scalar = "42";
+    ck_assert_int_eq(weir_node_int(cf, &n, 0, 100, &v), 0);
+    ck_assert_int_eq(v, 42);
+    n.scalar = "2m";
+    ck_assert_int_eq(weir_node_duration_ms(cf, &n, &u), 0);
+    ck_assert_uint_eq(u, 120000);
+    ck_assert_int_eq(weir_node_size(cf, &n, &u), 0);
+    ck_assert_uint_eq(u, 2097152);
+    ck_assert_uint_eq(cf->nerrors, 0);
+    ck_assert_int_eq(weir_node_int(cf, &n, 0, 100, &v), -1);
+    ck_assert_int_eq(weir_conf_error(cf, &n, "custom %d", 7), -1);
+    ck_assert_uint_eq(cf->nerrors, 2);
+    ck_assert_str_eq(cf->errors->msg, "x.yaml:3:7: invalid integer '2m' for 'k' "
+                                      "(expected a whole number)");
+    ck_assert_str_eq(cf->errors->next->msg, "x.yaml:3:7: custom 7");
+    conf_free(cf);
+}
+END_TEST
+
+/* ---------------------------------------------------------- error forms */
+
+static const struct {
+    const char *name;
+    const char *yaml;
+    const char *errors;
+} error_cases[] = {
+    {"unknown key with did-you-mean",
+     LISTENER
+     "routes:\n"
+     "  - name: api\n"
+     "    rewite: \"^/v1/(.*)$ /$1\"\n",
+     "weir.yaml:4:5: unknown key 'rewite' in route (did you mean 'rewrite'?)\n"},
+    {"unknown key without suggestion",
+     LISTENER "frobnicate: 1\n",
+     "weir.yaml:2:1: unknown key 'frobnicate' in top level\n"},
+    {"unknown top-level key near a core key",
+     LISTENER "worker: 4\n",
+     "weir.yaml:2:1: unknown key 'worker' in top level (did you mean 'workers'?)\n"},
+    {"unknown key in limits",
+     LISTENER "limits: {keepalive_timout: 5s}\n",
+     "weir.yaml:2:10: unknown key 'keepalive_timout' in limits (did you mean "
+     "'keepalive_timeout'?)\n"},
+    {"unknown key in upstream",
+     LISTENER PROBE
+     "upstreams:\n"
+     "  api:\n"
+     "    servers: [127.0.0.1:1]\n"
+     "    conect_timeout: 1s\n",
+     "weir.yaml:6:5: unknown key 'conect_timeout' in upstream (did you mean "
+     "'connect_timeout'?)\n"},
+    {"unknown key in a listener suggests a module key",
+     PROBE "listeners: [{address: 127.0.0.1:8080, probe_bf: 1k}]\n",
+     "weir.yaml:2:39: unknown key 'probe_bf' in listener (did you mean 'probe_buf'?)\n"},
+    {"key of a module that is not loaded",
+     LISTENER PROBE
+     "upstreams:\n"
+     "  api:\n"
+     "    servers: [127.0.0.1:1]\n"
+     "    health_check: {path: /}\n",
+     "weir.yaml:6:5: 'health_check' is provided by module 'healthcheck', which is not "
+     "loaded\n"},
+    {"module key in the wrong scope",
+     LISTENER PROBE "probe_label: x\n",
+     "weir.yaml:3:1: 'probe_label' is not allowed in top level (module 'conf_probe' accepts "
+     "it in: route)\n"},
+    {"invalid duration",
+     LISTENER PROBE
+     "upstreams:\n"
+     "  api: {servers: [127.0.0.1:1], connect_timeout: fast}\n",
+     "weir.yaml:4:50: invalid duration 'fast' for 'connect_timeout' (expected a number with "
+     "ms, s, m, h or d, e.g. 250ms, 2s)\n"},
+    {"invalid size",
+     LISTENER "limits:\n  max_header_size: lots\n",
+     "weir.yaml:3:20: invalid size 'lots' for 'max_header_size' (expected a number of bytes "
+     "with optional k, m or g, e.g. 512, 16k, 1m)\n"},
+    {"invalid boolean",
+     "listeners: [{address: 127.0.0.1:8080, http2: maybe}]\n",
+     "weir.yaml:1:46: invalid boolean 'maybe' for 'http2' (expected true or false)\n"},
+    {"invalid integer",
+     LISTENER "limits: {keepalive_requests: many}\n",
+     "weir.yaml:2:30: invalid integer 'many' for 'keepalive_requests' (expected a whole "
+     "number)\n"},
+    {"mapping where a scalar belongs",
+     LISTENER "limits: {send_timeout: {a: 1}}\n",
+     "weir.yaml:2:24: expected a duration for 'send_timeout', got a mapping (expected a "
+     "number with ms, s, m, h or d, e.g. 250ms, 2s)\n"},
+    {"list where a mapping belongs",
+     LISTENER "limits: [1, 2]\n",
+     "weir.yaml:2:9: expected a mapping for 'limits', got a list\n"},
+    {"out-of-range weight",
+     LISTENER PROBE
+     "upstreams:\n"
+     "  api:\n"
+     "    servers:\n"
+     "      - {address: 127.0.0.1:1, weight: 5000}\n",
+     "weir.yaml:6:40: value 5000 for 'weight' is out of range (expected 1..1000)\n"},
+    {"out-of-range module int",
+     LISTENER PROBE "probe_level: 11\n",
+     "weir.yaml:3:14: value 11 for 'probe_level' is out of range (expected 1..10)\n"},
+    {"bad workers",
+     LISTENER "workers: lots\n",
+     "weir.yaml:2:10: invalid value 'lots' for 'workers' (expected auto or 1..1024)\n"},
+    {"bad log level",
+     LISTENER "error_log: {level: loud}\n",
+     "weir.yaml:2:20: invalid level 'loud' for 'level' (expected debug, info, notice, warn "
+     "or error)\n"},
+    {"duplicate key",
+     LISTENER "workers: 2\nworkers: 3\n",
+     "weir.yaml:3:1: duplicate key 'workers' (first at line 2, column 1)\n"},
+    {"missing listener address",
+     "listeners:\n  - name: main\n",
+     "weir.yaml:2:5: missing required key 'address' in listener\n"},
+    {"missing servers",
+     LISTENER PROBE "upstreams:\n  api: {keepalive: 4}\n",
+     "weir.yaml:4:3: missing required key 'servers' in upstream 'api'\n"},
+    {"empty servers",
+     LISTENER PROBE "upstreams:\n  api: {servers: []}\n",
+     "weir.yaml:4:18: 'servers' of upstream 'api' is empty\n"},
+    {"no listeners",
+     "workers: 1\n",
+     "weir.yaml: no listeners configured\n"},
+    {"bad listener address",
+     "listeners: [{address: 127.0.0.1}]\n",
+     "weir.yaml:1:23: invalid address '127.0.0.1' (missing port; expected host:port, "
+     "[v6]:port or unix:/path)\n"},
+    {"unknown upstream in route",
+     LISTENER PROBE
+     "upstreams:\n"
+     "  api: {servers: [127.0.0.1:1]}\n"
+     "routes:\n"
+     "  - upstream: apii\n",
+     "weir.yaml:6:15: unknown upstream 'apii' in route 'route1' (did you mean 'api'?)\n"},
+    {"balancer module not loaded",
+     LISTENER
+     "upstreams:\n"
+     "  api: {servers: [127.0.0.1:1], balancer: ketama}\n",
+     "weir.yaml:3:43: balancer 'ketama' is provided by module 'lb_ketama', which is not "
+     "loaded\n"},
+    {"default balancer not loaded",
+     LISTENER
+     "upstreams:\n"
+     "  api: {servers: [127.0.0.1:1]}\n",
+     "weir.yaml:3:3: balancer 'roundrobin' is provided by module 'lb_roundrobin', which is "
+     "not loaded\n"},
+    {"unknown balancer",
+     LISTENER PROBE
+     "upstreams:\n"
+     "  api: {servers: [127.0.0.1:1], balancer: magic}\n",
+     "weir.yaml:4:43: unknown balancer 'magic' (loaded: roundrobin, probe)\n"},
+    {"YAML syntax error",
+     LISTENER "routes: [\n  - a: b\n",
+     "weir.yaml:3:3: YAML syntax error: did not find expected node content\n"},
+    {"top level not a mapping",
+     "- a\n- b\n",
+     "weir.yaml:1:1: the top level must be a mapping of keys, not a list\n"},
+    {"duplicate module",
+     LISTENER "modules:\n  - conf_probe\n  - conf_probe\n",
+     "weir.yaml:4:5: module 'conf_probe' is listed twice (first at weir.yaml:3:5)\n"},
+    {"custom parser error",
+     LISTENER PROBE "probe_items: 3\n",
+     "weir.yaml:3:14: expected a list for 'probe_items'\n"},
+    {"duplicate route name",
+     LISTENER "routes:\n  - name: a\n  - name: a\n",
+     "weir.yaml:4:5: duplicate route name 'a' (first at line 3)\n"},
+    {"multiple errors in one run, in document order",
+     "workers: 0\n"
+     "limits:\n"
+     "  max_body_size: huge\n"
+     "listeners:\n"
+     "  - address: 127.0.0.1:8080\n"
+     "    bakclog: 10\n"
+     "upstreams:\n"
+     "  api:\n"
+     "    servers: [127.0.0.1:1]\n"
+     "    retries: -1\n"
+     "routes:\n"
+     "  - path: /\n"
+     "    upstream: nope\n",
+     "weir.yaml:1:10: value 0 for 'workers' is out of range (expected 1..1024)\n"
+     "weir.yaml:3:18: invalid size 'huge' for 'max_body_size' (expected a number of bytes "
+     "with optional k, m or g, e.g. 512, 16k, 1m)\n"
+     "weir.yaml:6:5: unknown key 'bakclog' in listener (did you mean 'backlog'?)\n"
+     "weir.yaml:8:3: balancer 'roundrobin' is provided by module 'lb_roundrobin', which is "
+     "not loaded\n"
+     "weir.yaml:10:14: value -1 for 'retries' is out of range (expected 0..100)\n"
+     "weir.yaml:12:5: 'path' is provided by module 'router', which is not loaded\n"
+     "weir.yaml:13:15: unknown upstream 'nope' in route 'route1'\n"},
+};
+
+START_TEST(test_error_forms)
+{
+    int bad = 0;
+
+    enter_tmpdir();
+    /* every case runs, so one run shows every mismatch */
+    for (size_t i = 0; i < sizeof(error_cases) / sizeof(error_cases[0]); i++) {
+        char err[8192];
+        weir_conf_t *cf = load(error_cases[i].yaml, err, sizeof(err));
+        if (cf == NULL && strcmp(err, error_cases[i].errors) == 0)
+            continue;
+        fprintf(stderr, "%s:\n got: %s want: %s\n", error_cases[i].name,
+                cf ? "(loaded)\n" : err, error_cases[i].errors);
+        bad++;
+    }
+    ck_assert_int_eq(bad, 0);
+}
+END_TEST
+
+START_TEST(test_unreadable_file)
+{
+    enter_tmpdir();
+    unlink("weir.yaml");
+    expect_errors(NULL, "weir.yaml: cannot open: No such file or directory\n");
+}
+END_TEST
+
+START_TEST(test_error_page_missing)
+{
+    enter_tmpdir();
+    expect_errors(LISTENER "error_page: nope.html\n",
+                  "weir.yaml:2:13: cannot read error_page 'nope.html': No such file or "
+                  "directory\n");
+}
+END_TEST
+
+START_TEST(test_include)
+{
+    enter_tmpdir();
+    ck_assert_int_eq(mkdir("conf.d", 0755), 0);
+    write_file("conf.d/listen.yaml", LISTENER "include: more.yaml\n");
+    write_file("conf.d/more.yaml", "workers: 2\n");
+    write_file("conf.d/limits.yaml", "limits: {max_body_size: 2k}\n");
+    weir_conf_t *cf = load_ok("include: [conf.d/listen.yaml, conf.d/limits.yaml]\n");
+    ck_assert_uint_eq(cf->nlisteners, 1);
+    ck_assert_str_eq(cf->listeners[0].node->file, "conf.d/listen.yaml");
+    ck_assert_uint_eq(cf->workers, 2);
+    ck_assert_uint_eq(cf->limits.max_body_size, 2048);
+    ck_assert_ptr_null(weir_node_get(cf->root, "include"));
+    conf_free(cf);
+
+    /* a key in both files, an unknown key in the included one, a missing file */
+    write_file("conf.d/dup.yaml", "workers: 4\nwokers: 1\n");
+    expect_errors(LISTENER "workers: 2\ninclude: [conf.d/dup.yaml, missing.yaml]\n",
+                  "conf.d/dup.yaml:1:1: duplicate key 'workers' (also at weir.yaml:2:1)\n"
+                  "weir.yaml:3:28: cannot open include 'missing.yaml': No such file or "
+                  "directory\n"
+                  "conf.d/dup.yaml:2:1: unknown key 'wokers' in top level (did you mean "
+                  "'workers'?)\n");
+
+    /* a file including itself stops at the nesting limit */
+    write_file("loop.yaml", "include: loop.yaml\n");
+    char err[8192];
+    ck_assert_ptr_null(load(LISTENER "include: loop.yaml\n", err, sizeof(err)));
+    ck_assert_msg(strstr(err, "include nested more than 8 deep"), "%s", err);
+}
+END_TEST
+
+/* ---------------------------------------------------- module directives */
+
+START_TEST(test_module_defaults)
+{
+    enter_tmpdir();
+    weir_conf_t *cf = load_ok(PROBE LISTENER
+                              "upstreams: {api: {servers: [127.0.0.1:1]}}\n"
+                              "routes: [{upstream: api}]\n");
+    const weir_module_t *m = probe_desc(cf);
+    ck_assert_int_eq(conf_module_index(cf, m), 0);
+    ck_assert_int_eq(conf_module_index(cf, NULL), -1);
+
+    struct probe_conf *mc = weir_main_conf(cf, m);
+    ck_assert_int_eq(mc->flag, 1);
+    ck_assert_int_eq(mc->level, 3);
+    ck_assert_uint_eq(mc->window, 60000);
+    ck_assert_int_eq(mc->items, 0);
+    ck_assert_ptr_null(mc->label); /* route-only directive */
+    ck_assert_int_eq(mc->done, 1);
+
+    struct probe_listener *lc = weir_listener_conf(&cf->listeners[0], m);
+    ck_assert_uint_eq(lc->buf, 4096);
+    struct probe_upstream *uc = weir_upstream_conf(weir_conf_upstream(cf, 0), m);
+    ck_assert_uint_eq(uc->timeout, 5000);
+    ck_assert_int_eq(uc->tries, 0);
+
+    struct probe_conf *rc = weir_route_conf(weir_conf_route(cf, 0), m);
+    ck_assert_int_eq(rc->flag, 1);
+    ck_assert_int_eq(rc->level, 3);
+    ck_assert_str_eq(rc->label, "none");
+    ck_assert_ptr_null(rc->tpl);
+    ck_assert_uint_eq(rc->window, 0); /* main-only: not copied */
+    ck_assert_int_eq(rc->done, 1);
+    conf_free(cf);
+}
+END_TEST
+
+START_TEST(test_module_scopes_and_inheritance)
+{
+    enter_tmpdir();
+    weir_conf_t *cf = load_ok(PROBE
+                              "probe_flag: false\n"
+                              "probe_level: 7\n"
+                              "probe_items: [a, b, c]\n"
+                              "probe_window: 250ms\n"
+                              "listeners:\n"
+                              "  - {address: 127.0.0.1:8080, probe_buf: 1m}\n"
+                              "  - {address: 127.0.0.1:8081}\n"
+                              "upstreams:\n"
+                              "  api: {servers: [127.0.0.1:1], probe_timeout: 2s, "
+                              "probe_tries: 5}\n"
+                              "routes:\n"
+                              "  - name: a\n"
+                              "    upstream: api\n"
+                              "  - name: b\n"
+                              "    probe_flag: on\n"
+                              "    probe_level: 1\n"
+                              "    probe_items: [x]\n"
+                              "    probe_label: hello\n"
+                              "    probe_tpl: \"x-$host\"\n");
+    const weir_module_t *m = probe_desc(cf);
+    struct probe_conf *mc = weir_main_conf(cf, m);
+    ck_assert_int_eq(mc->flag, 0);
+    ck_assert_int_eq(mc->level, 7);
+    ck_assert_int_eq(mc->items, 3);
+    ck_assert_uint_eq(mc->window, 250);
+
+    ck_assert_uint_eq(((struct probe_listener *)weir_listener_conf(&cf->listeners[0], m))->buf,
+                      1048576);
+    ck_assert_uint_eq(((struct probe_listener *)weir_listener_conf(&cf->listeners[1], m))->buf,
+                      4096);
+    struct probe_upstream *uc = weir_upstream_conf(weir_conf_upstream(cf, 0), m);
+    ck_assert_uint_eq(uc->timeout, 2000);
+    ck_assert_int_eq(uc->tries, 5);
+
+    /* route a inherits every MAIN|ROUTE directive from the top level */
+    struct probe_conf *a = weir_route_conf(weir_conf_route(cf, 0), m);
+    ck_assert_int_eq(a->flag, 0);
+    ck_assert_int_eq(a->level, 7);
+    ck_assert_int_eq(a->items, 3);
+    ck_assert_str_eq(a->label, "none");
+    ck_assert_ptr_null(a->tpl);
+    /* route b sets its own */
+    struct probe_conf *b = weir_route_conf(weir_conf_route(cf, 1), m);
+    ck_assert_int_eq(b->flag, 1);
+    ck_assert_int_eq(b->level, 1);
+    ck_assert_int_eq(b->items, 1);
+    ck_assert_str_eq(b->label, "hello");
+    ck_assert_ptr_nonnull(b->tpl);
+    ck_assert_int_eq(weir_template_is_literal(b->tpl), 0);
+    conf_free(cf);
+}
+END_TEST
+
+START_TEST(test_module_errors)
+{
+    enter_tmpdir();
+    expect_errors(PROBE LISTENER
+                  "probe_flag: sometimes\n"
+                  "routes:\n"
+                  "  - probe_level: 0\n"
+                  "    probe_lable: x\n",
+                  "weir.yaml:3:13: invalid boolean 'sometimes' for 'probe_flag' (expected true "
+                  "or false)\n"
+                  "weir.yaml:5:18: value 0 for 'probe_level' is out of range (expected 1..10)\n"
+                  "weir.yaml:6:5: unknown key 'probe_lable' in route (did you mean "
+                  "'probe_label'?)\n");
+
+    /* a TEMPLATE directive goes through weir_template_compile, which knows the
+     * variables; its message is template.c's, so only its position is ours */
+    char err[8192];
+    ck_assert_ptr_null(load(PROBE LISTENER "routes:\n  - probe_tpl: \"x $nosuchvar\"\n", err,
+                            sizeof(err)));
+    ck_assert_msg(strncmp(err, "weir.yaml:4:", 12) == 0 && strstr(err, "nosuchvar"), "%s", err);
+}
+END_TEST
+
+START_TEST(test_module_missing)
+{
+    enter_tmpdir();
+    char err[8192];
+    ck_assert_ptr_null(load(LISTENER "modules: [no_such_module]\n", err, sizeof(err)));
+    ck_assert_msg(strncmp(err, "weir.yaml:2:11: ", 16) == 0, "%s", err);
+    ck_assert_msg(strstr(err, "no_such_module"), "%s", err);
+    /* a key of a standard module that failed to load is not reported twice */
+    ck_assert_ptr_null(load(LISTENER "modules: [router]\nroutes: [{path: /}]\n", err,
+                            sizeof(err)));
+    ck_assert_msg(!strstr(err, "'path'"), "%s", err);
+}
+END_TEST
+
+static Suite *conf_suite(void)
+{
+    Suite *s = suite_create("conf");
+    TCase *tc = tcase_create("values");
+    tcase_add_test(tc, test_durations);
+    tcase_add_test(tc, test_sizes);
+    tcase_add_test(tc, test_addresses);
+    tcase_add_test(tc, test_suggest);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("schema");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_minimal_defaults);
+    tcase_add_test(tc, test_full_config);
+    tcase_add_test(tc, test_node_api);
+    tcase_add_test(tc, test_error_forms);
+    tcase_add_test(tc, test_unreadable_file);
+    tcase_add_test(tc, test_error_page_missing);
+    tcase_add_test(tc, test_include);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("modules");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_module_defaults);
+    tcase_add_test(tc, test_module_scopes_and_inheritance);
+    tcase_add_test(tc, test_module_errors);
+    tcase_add_test(tc, test_module_missing);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(conf_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
