@@ -21,6 +21,7 @@
 
 #include "conf.h"
 #include "vars.h"
+#include "weir_build.h"
 
 /* Layouts of t/modules/conf_probe.c. */
 struct probe_conf {
@@ -78,13 +79,20 @@ static int test_vars(weir_conf_t *cf)
     return weir_var_register(cf, "host", 0, get_host);
 }
 
-/* Loads weir.yaml (written from `yaml`) with stderr captured into errbuf. */
-static weir_conf_t *load(const char *yaml, char *errbuf, size_t errlen)
+static const char *test_modules(void)
 {
     const char *mods = getenv("WEIR_TEST_MODULES");
+    return mods ? mods : "t/modules";
+}
+
+/* Loads weir.yaml (written from `yaml`) with stderr captured into errbuf,
+ * with modules_dir as -M would give it (NULL: none). */
+static weir_conf_t *load_dir(const char *yaml, const char *modules_dir, char *errbuf,
+                             size_t errlen)
+{
     conf_options_t opt = {
         .file = "weir.yaml",
-        .modules_dir = mods ? mods : "t/modules",
+        .modules_dir = modules_dir,
         .register_core_vars = test_vars,
     };
     char errfile[] = "stderr-XXXXXX";
@@ -109,6 +117,11 @@ static weir_conf_t *load(const char *yaml, char *errbuf, size_t errlen)
     close(fd);
     unlink(errfile);
     return cf;
+}
+
+static weir_conf_t *load(const char *yaml, char *errbuf, size_t errlen)
+{
+    return load_dir(yaml, test_modules(), errbuf, errlen);
 }
 
 static weir_conf_t *load_ok(const char *yaml)
@@ -881,6 +894,46 @@ START_TEST(test_module_missing)
 }
 END_TEST
 
+START_TEST(test_modules_dir)
+{
+    char err[8192];
+    weir_conf_t *cf;
+
+    enter_tmpdir();
+    /* compiled-in default without -M or modules_dir */
+    cf = load_dir(LISTENER, NULL, err, sizeof(err));
+    ck_assert_msg(cf != NULL, "%s", err);
+    ck_assert_str_eq(cf->modules_dir, WEIR_MODULES_DIR);
+    conf_free(cf);
+
+    /* modules_dir relative to the config's directory */
+    ck_assert_int_eq(symlink(test_modules(), "mods"), 0);
+    cf = load_dir(LISTENER "modules_dir: mods\nmodules: [conf_probe]\n", NULL, err, sizeof(err));
+    ck_assert_msg(cf != NULL, "%s", err);
+    ck_assert_uint_eq(cf->nmodules, 1);
+    ck_assert_str_eq(cf->modules[0].desc->name, "conf_probe");
+    conf_free(cf);
+
+    /* -M wins over modules_dir */
+    cf = load_dir(LISTENER "modules_dir: /nonexistent\nmodules: [conf_probe]\n", test_modules(),
+                  err, sizeof(err));
+    ck_assert_msg(cf != NULL, "%s", err);
+    ck_assert_str_eq(cf->modules_dir, test_modules());
+    conf_free(cf);
+
+    /* {name, path}, path relative to the config's directory */
+    cf = load_dir(LISTENER "modules:\n  - {name: conf_probe, path: mods/conf_probe.so}\n",
+                  "/nonexistent", err, sizeof(err));
+    ck_assert_msg(cf != NULL, "%s", err);
+    ck_assert_uint_eq(cf->nmodules, 1);
+    conf_free(cf);
+
+    expect_errors(LISTENER "modules:\n  - {nmae: conf_probe}\n",
+                  "weir.yaml:3:5: missing required key 'name' in module entry\n"
+                  "weir.yaml:3:6: unknown key 'nmae' in module entry (did you mean 'name'?)\n");
+}
+END_TEST
+
 static Suite *conf_suite(void)
 {
     Suite *s = suite_create("conf");
@@ -908,6 +961,7 @@ static Suite *conf_suite(void)
     tcase_add_test(tc, test_module_scopes_and_inheritance);
     tcase_add_test(tc, test_module_errors);
     tcase_add_test(tc, test_module_missing);
+    tcase_add_test(tc, test_modules_dir);
     suite_add_tcase(s, tc);
     return s;
 }
