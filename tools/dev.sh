@@ -77,17 +77,35 @@ cmd_build() {
     esac
 }
 
-# wait_port PORT SECONDS: true once something accepts on 127.0.0.1:PORT.
+# wait_port PORT SECONDS: true once something accepts on 127.0.0.1:PORT
+# (SECONDS 0: check once).
 wait_port() {
     local port="$1" tries=$(( $2 * 10 ))
-    while [ "$tries" -gt 0 ]; do
+    while :; do
         if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             return 0
         fi
+        [ "$tries" -gt 0 ] || return 1
         sleep 0.1
         tries=$((tries - 1))
     done
-    return 1
+}
+
+# modules_dir BUILD: the directory to pass to -M. meson builds each module in
+# BUILD/modules/<name>/<name>.so; if the loader does not find them there as
+# BUILD/modules/<name>.so, link them flat into BUILD/modules-flat.
+modules_dir() {
+    local build="$1" so
+    if ls "$build"/modules/*.so >/dev/null 2>&1 || ! ls "$build"/modules/*/*.so >/dev/null 2>&1; then
+        echo "$build/modules"
+        return
+    fi
+    rm -rf "$build/modules-flat"
+    mkdir -p "$build/modules-flat"
+    for so in "$build"/modules/*/*.so; do
+        ln -s "$so" "$build/modules-flat/$(basename "$so")"
+    done
+    echo "$build/modules-flat"
 }
 
 cmd_run() {
@@ -103,14 +121,14 @@ cmd_run() {
         wait 2>/dev/null || true
     }
     trap cleanup EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
 
     local bport
-    for bport in 9001 9002; do
+    for bport in "$port" 9001 9002; do
         if wait_port "$bport" 0; then
             die "port $bport is already in use; stop whatever listens there first"
         fi
+    done
+    for bport in 9001 9002; do
         "$PY" "$ROOT/tools/demo_backend.py" "$bport" &
         pids+=("$!")
     done
@@ -118,18 +136,30 @@ cmd_run() {
         wait_port "$bport" 5 || die "demo backend on port $bport did not start"
     done
 
-    # Announce once weir accepts; weir itself stays in the foreground so that
-    # Ctrl-C reaches it directly.
-    (
-        if wait_port "$port" 30; then
-            printf '\nweir is running: try curl http://127.0.0.1:%s/\n\n' "$port"
-        fi
-    ) &
-    pids+=("$!")
+    local mods
+    mods="$(modules_dir "$ROOT/build")"
+    say "build/core/weir -c $conf -M ${mods#"$ROOT"/}"
+    "$ROOT/build/core/weir" -c "$conf" -M "$mods" -p "$ROOT/build/weir.pid" &
+    local weir_pid=$! rc=0
+    # weir runs as a background job of this script, where SIGINT starts out ignored:
+    # turn Ctrl-C and TERM into TERM (fast stop) for weir, then clean up the backends
+    # once it has exited.
+    trap 'kill -TERM "$weir_pid" 2>/dev/null || true' INT TERM
 
-    say "build/core/weir -c $conf -M build/modules"
-    local rc=0
-    "$ROOT/build/core/weir" -c "$conf" -M "$ROOT/build/modules" -p "$ROOT/build/weir.pid" || rc=$?
+    local tries=300
+    while [ "$tries" -gt 0 ] && kill -0 "$weir_pid" 2>/dev/null; do
+        if wait_port "$port" 0; then
+            printf '\nweir is running: try curl http://127.0.0.1:%s/\n\n' "$port"
+            break
+        fi
+        sleep 0.1
+        tries=$((tries - 1))
+    done
+    while :; do
+        wait "$weir_pid" && rc=0 || rc=$?
+        kill -0 "$weir_pid" 2>/dev/null || break
+    done
+    [ "$rc" -eq 0 ] || say "weir exited with status $rc"
     exit "$rc"
 }
 
@@ -159,7 +189,7 @@ cmd_bench() {
     cmd_deps
     cmd_build --release
     exec "$PY" "$ROOT/tools/bench" --weir "$ROOT/build-release/core/weir" \
-        --modules "$ROOT/build-release/modules" "$@"
+        --modules "$(modules_dir "$ROOT/build-release")" "$@"
 }
 
 usage() {
