@@ -147,6 +147,8 @@ static int check_field_line(const char *p, size_t n)
 ssize_t h1_scan_head_r(h1_scan_t *st, const char *buf, size_t len, size_t max_header_size,
                        int is_request)
 {
+    if (st->next > len)
+        return -400; /* the buffer shrank: the state belongs to other bytes */
     for (;;) {
         size_t ls = st->next;
         const char *nl = ls < len ? memchr(buf + ls, '\n', len - ls) : NULL;

@@ -84,6 +84,8 @@ struct req_case {
 #define REQ(nm, s, ...) {.name = nm, .raw = s, .len = sizeof(s) - 1, __VA_ARGS__}
 #define BAD(nm, s, st) {.name = nm, .raw = s, .len = sizeof(s) - 1, .expect = st}
 #define UA "User-Agent: t\r\n"
+#define PH "POST / HTTP/1.1\r\nHost: a\r\n"
+#define GH "GET / HTTP/1.1\r\nHost: a\r\n"
 
 static const struct req_case req_cases[] = {
     /* valid */
@@ -106,7 +108,7 @@ static const struct req_case req_cases[] = {
         .framing = FR_CHUNKED, .kept = KEPT(1), .gone = "Transfer-Encoding"),
     REQ("chunked upper", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n",
         .framing = FR_CHUNKED),
-    REQ("chunked list empties", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , chunked\r\n\r\n",
+    REQ("chunked list empties", PH "Transfer-Encoding: , chunked\r\n\r\n",
         .framing = FR_CHUNKED),
     REQ("http/1.0 no host", "GET / HTTP/1.0\r\n\r\n", .version = 10, .host = "",
         .keepalive = NO),
@@ -116,9 +118,10 @@ static const struct req_case req_cases[] = {
         .expect_continue = NO),
     REQ("connection close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
         .keepalive = NO, .kept = KEPT(1), .gone = "Connection"),
-    REQ("keep-alive and close", "GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n",
+    REQ("keep-alive and close", GH "Connection: keep-alive, close\r\n\r\n",
         .keepalive = NO),
-    REQ("expect continue", "PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n",
+    REQ("expect continue",
+        "PUT / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\n",
         .expect_continue = YES, .framing = FR_LEN, .cl = 3, .has = "Expect"),
     REQ("websocket upgrade",
         "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
@@ -180,32 +183,33 @@ static const struct req_case req_cases[] = {
     BAD("leading space line", "GET / HTTP/1.1\r\n Host: a\r\n\r\n", -400),
 
     /* framing */
-    BAD("CL and TE", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", -400),
-    BAD("TE and CL", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", -400),
-    BAD("duplicate CL equal", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", -400),
-    BAD("duplicate CL differing", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", -400),
+    BAD("CL and TE", PH "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", -400),
+    BAD("TE and CL", PH "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", -400),
+    BAD("duplicate CL equal", PH "Content-Length: 5\r\nContent-Length: 5\r\n\r\n", -400),
+    BAD("duplicate CL differing", PH "Content-Length: 5\r\nContent-Length: 6\r\n\r\n", -400),
     BAD("CL list", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\n", -400),
     BAD("CL letters", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n", -400),
     BAD("CL negative", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -5\r\n\r\n", -400),
     BAD("CL plus", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", -400),
     BAD("CL suffix", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5a\r\n\r\n", -400),
     BAD("CL empty", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n", -400),
-    BAD("CL overflow", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 9223372036854775808\r\n\r\n", -400),
-    BAD("CL huge", "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n", -400),
+    BAD("CL overflow", PH "Content-Length: 9223372036854775808\r\n\r\n", -400),
+    BAD("CL huge", PH "Content-Length: 99999999999999999999999\r\n\r\n", -400),
     BAD("TE on HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", -400),
-    BAD("TE gzip, chunked", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", -501),
-    BAD("TE gzip then chunked lines", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", -501),
-    BAD("TE chunked, gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", -400),
+    BAD("TE gzip, chunked", PH "Transfer-Encoding: gzip, chunked\r\n\r\n", -501),
+    BAD("TE gzip then chunked lines",
+        PH "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n", -501),
+    BAD("TE chunked, gzip", PH "Transfer-Encoding: chunked, gzip\r\n\r\n", -400),
     BAD("TE identity", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n", -400),
     BAD("TE gzip", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", -400),
-    BAD("TE chunked twice", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", -400),
-    BAD("TE chunked params", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked;q=1\r\n\r\n", -400),
+    BAD("TE chunked twice", PH "Transfer-Encoding: chunked, chunked\r\n\r\n", -400),
+    BAD("TE chunked params", PH "Transfer-Encoding: chunked;q=1\r\n\r\n", -400),
     BAD("TE quoted", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", -400),
     BAD("TE empty", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n", -400),
-    BAD("TE nested", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: cow chunked bar\r\n\r\n", -400),
-    BAD("TE space before colon", "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n", -400),
-    BAD("Connection names CL", "GET / HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\n\r\n", -400),
-    BAD("Connection names TE", "GET / HTTP/1.1\r\nHost: a\r\nConnection: close, Transfer-Encoding\r\n\r\n", -400),
+    BAD("TE nested", PH "Transfer-Encoding: cow chunked bar\r\n\r\n", -400),
+    BAD("TE space before colon", PH "Transfer-Encoding : chunked\r\n\r\n", -400),
+    BAD("Connection names CL", GH "Connection: content-length\r\n\r\n", -400),
+    BAD("Connection names TE", GH "Connection: close, Transfer-Encoding\r\n\r\n", -400),
     BAD("Connection names Host", "GET / HTTP/1.1\r\nHost: a\r\nConnection: host\r\n\r\n", -400),
     BAD("Connection not a token", "GET / HTTP/1.1\r\nHost: a\r\nConnection: a b\r\n\r\n", -400),
 
@@ -382,7 +386,7 @@ END_TEST
 
 /* ------------------------------------------------------------------ bodies */
 
-static const char post_chunked[] = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+static const char post_chunked[] = PH "Transfer-Encoding: chunked\r\n\r\n";
 
 /* Decodes body in pieces of `step` bytes with at most max_out slices per
  * call; appends the payload to out. Returns consumed bytes, or the error. */
@@ -745,7 +749,8 @@ START_TEST(test_response_bodies)
     ck_assert(done);
 
     /* 1xx then the final response on the same bytes. */
-    static const char two[] = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    static const char two[] = "HTTP/1.1 100 Continue\r\n\r\n"
+                              "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
     ssize_t n = h1_scan_head(two, sizeof(two) - 1, MAX_HDR, 0);
     ck_assert_int_eq(n, 25);
     h1_parser_reset(&p);
@@ -825,7 +830,8 @@ START_TEST(test_serialize_response)
     headers_push(A, &h, S("Content-Type"), S("text/plain"));
     headers_push(A, &h, S("Content-Length"), S("1"));
     char buf[512];
-    static const char w1[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n";
+    static const char w1[] = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             "Content-Length: 0\r\n\r\n";
     ssize_t n = h1_serialize_response(buf, sizeof(buf), 11, 200, (weir_str_t){NULL, 0}, &h,
                                       H1_FRAMING_LENGTH, 0, 1);
     ck_assert_int_eq(n, (ssize_t)sizeof(w1) - 1);
@@ -1010,7 +1016,8 @@ START_TEST(test_smuggler_corpus)
                                          rq.authority, &rq.headers, rq.framing,
                                          rq.content_length);
         ck_assert_int_gt(n, 0);
-        for (const char *l = out, *e; (e = memmem(l, (size_t)(out + n - l), "\r\n", 2)); l = e + 2) {
+        const char *e;
+        for (const char *l = out; (e = memmem(l, (size_t)(out + n - l), "\r\n", 2)); l = e + 2) {
             const char *colon = memchr(l, ':', (size_t)(e - l));
             if (colon)
                 ck_assert_msg(!te_spelling((weir_str_t){l, (size_t)(colon - l)}),
