@@ -379,6 +379,11 @@ def raw_request(port, data, method=None, timeout=10.0, check_close=False):
             r = read_response(rd, method)
         except (ConnectionResetError, Eof):
             r = None
+        except ValueError:              # not HTTP: report it as "no status"
+            r = Response()
+            r.body = bytes(rd.buf)
+            r.closed = True
+            return r
         if r is None:
             r = Response()
             r.closed = True
