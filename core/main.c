@@ -1,1 +1,125 @@
-int main(void) { return 0; }
+/*
+ * weir [-c FILE] [-M DIR] [-d] [-p PIDFILE]   run (foreground unless -d)
+ * weir -t [-c FILE]                           check the config, print the phase chains
+ * weir -s reload|stop|quit|reopen [-c FILE]   signal the running master via its pid file
+ * weir -V                                     version, ABI, modules dir, build options
+ *
+ * Exit status: 0 success, 1 config or runtime error, 2 usage error.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "master.h"
+#include "phase.h"
+#include "request.h"
+#include "weir_build.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: weir [-c FILE] [-M DIR] [-d] [-p PIDFILE]\n"
+            "       weir -t [-c FILE] [-M DIR]\n"
+            "       weir -s reload|stop|quit|reopen [-c FILE] [-p PIDFILE]\n"
+            "       weir -V\n"
+            "  -c FILE   config file (default %s)\n"
+            "  -M DIR    modules directory, overrides modules_dir\n"
+            "  -d        run in the background\n"
+            "  -p FILE   pid file, overrides pid_file\n"
+            "  -t        test the config and exit (0 ok, 1 errors)\n"
+            "  -s SIG    send a signal to the running master\n"
+            "  -V        print version and build information\n",
+            WEIR_DEFAULT_CONFIG);
+}
+
+static void print_version(void)
+{
+    printf("weir %s\n", WEIR_VERSION);
+    printf("module ABI %d.%d\n", WEIR_ABI_MAJOR, WEIR_ABI_MINOR);
+    printf("modules dir %s\n", WEIR_MODULES_DIR);
+    printf("default config %s\n", WEIR_DEFAULT_CONFIG);
+    printf("build %s\n", WEIR_BUILD_OPTIONS);
+}
+
+static int signal_master(const char *name, const char *pid_file)
+{
+    static const struct {
+        const char *name;
+        int sig;
+    } table[] = {{"reload", SIGHUP}, {"stop", SIGTERM}, {"quit", SIGQUIT}, {"reopen", SIGUSR1}};
+    int sig = 0;
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+        if (strcmp(name, table[i].name) == 0)
+            sig = table[i].sig;
+    if (!sig) {
+        fprintf(stderr, "weir: unknown signal '%s' (use reload, stop, quit or reopen)\n", name);
+        return 2;
+    }
+    FILE *f = fopen(pid_file, "r");
+    long pid = 0;
+    if (!f || fscanf(f, "%ld", &pid) != 1 || pid <= 0) {
+        fprintf(stderr, "weir: cannot read pid from %s: %s\n", pid_file,
+                f ? "no pid in file" : strerror(errno));
+        if (f)
+            fclose(f);
+        return 1;
+    }
+    fclose(f);
+    if (kill((pid_t)pid, sig) < 0) {
+        fprintf(stderr, "weir: kill(%ld, %s): %s\n", pid, name, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    conf_options_t copt = {.file = WEIR_DEFAULT_CONFIG,
+                           .core_handlers = core_phase_handlers,
+                           .register_core_vars = core_vars_register};
+    master_options_t mopt = {0};
+    const char *signal_name = NULL;
+    int test = 0, opt;
+    while ((opt = getopt(argc, argv, "c:M:dp:ts:Vh")) != -1) {
+        switch (opt) {
+        case 'c': copt.file = optarg; break;
+        case 'M': copt.modules_dir = optarg; break;
+        case 'd': mopt.daemon = 1; break;
+        case 'p': mopt.pid_file = optarg; break;
+        case 't': test = 1; break;
+        case 's': signal_name = optarg; break;
+        case 'V': print_version(); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "weir: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    weir_conf_t *cf = conf_load(&copt);
+    if (!cf) {
+        if (test)
+            fprintf(stderr, "weir: configuration file %s test failed\n", copt.file);
+        return 1;
+    }
+    if (signal_name) {
+        int rc = signal_master(signal_name, mopt.pid_file ? mopt.pid_file : cf->pid_file);
+        conf_free(cf);
+        return rc;
+    }
+    if (test) {
+        phases_print(cf, stdout);
+        printf("weir: configuration file %s test is successful\n", copt.file);
+        conf_free(cf);
+        return 0;
+    }
+    int rc = master_run(cf, &mopt);
+    conf_free(cf);
+    return rc;
+}

@@ -1,0 +1,78 @@
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int log_fd = 2;
+static int log_level = WEIR_LOG_INFO;
+
+static const char *const level_names[] = {"debug", "info", "notice", "warn", "error"};
+
+int log_open(const char *path, int level)
+{
+    log_level = level;
+    if (!path || strcmp(path, "stderr") == 0) {
+        log_fd = 2;
+        return 0;
+    }
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    if (log_fd > 2)
+        close(log_fd);
+    log_fd = fd;
+    return 0;
+}
+
+void log_set_level(int level)
+{
+    log_level = level;
+}
+
+int log_level_enabled(weir_log_level_t level)
+{
+    return (int)level >= log_level;
+}
+
+void log_vmsg(const char *who, weir_log_level_t level, const char *fmt, va_list ap)
+{
+    if ((int)level < log_level)
+        return;
+    int saved = errno;
+    char line[2048];
+    time_t now = time(NULL);
+    struct tm tm;
+    localtime_r(&now, &tm);
+    size_t n = strftime(line, sizeof(line), "%Y/%m/%d %H:%M:%S", &tm);
+    int k = snprintf(line + n, sizeof(line) - n, " [%s] %d %s: ", level_names[level],
+                     (int)getpid(), who ? who : "weir");
+    if (k > 0 && (size_t)k < sizeof(line) - n)
+        n += (size_t)k;
+    k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+    if (k > 0)
+        n += (size_t)k < sizeof(line) - n - 1 ? (size_t)k : sizeof(line) - n - 2;
+    line[n++] = '\n';
+    ssize_t w = write(log_fd, line, n);
+    (void)w;
+    errno = saved;
+}
+
+void log_msg(weir_log_level_t level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg(NULL, level, fmt, ap);
+    va_end(ap);
+}
+
+void weir_log(const weir_module_t *m, weir_log_level_t level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vmsg(m ? m->name : NULL, level, fmt, ap);
+    va_end(ap);
+}

@@ -1,0 +1,29 @@
+/*
+ * Error log. Lines are "2026/11/21 20:02:11 [warn] 1234 module: message".
+ * Writes go straight to the fd with write(2): the error log is rare by design
+ * (errors, state changes), and a pipe or regular file write of one short
+ * line does not block in practice; the access log (module accesslog) is the
+ * high-volume log and goes through the event loop.
+ */
+#ifndef WEIR_LOG_H
+#define WEIR_LOG_H
+
+#include <stdarg.h>
+
+#include "weir/module.h"
+
+/* fd 2 and level info until configured. Returns -1 if path cannot be opened. */
+int log_open(const char *path, int level);
+void log_set_level(int level);
+void log_msg(weir_log_level_t level, const char *fmt, ...) WEIR_PRINTF(2, 3);
+void log_vmsg(const char *who, weir_log_level_t level, const char *fmt, va_list ap);
+
+#define log_debug(...) log_msg(WEIR_LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(WEIR_LOG_INFO, __VA_ARGS__)
+#define log_notice(...) log_msg(WEIR_LOG_NOTICE, __VA_ARGS__)
+#define log_warn(...) log_msg(WEIR_LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(WEIR_LOG_ERROR, __VA_ARGS__)
+
+int log_level_enabled(weir_log_level_t level);
+
+#endif

@@ -1,0 +1,846 @@
+/*
+ * The upstream side of a proxied request: connection (fresh or from the
+ * per-worker keepalive pool), request forwarding, response validation and
+ * streaming back to the client, retries and passive failure marking.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "http1.h"
+#include "log.h"
+#include "worker.h"
+
+#define RESPONSE_HEAD_MIN_LIMIT (64 * 1024)
+
+enum up_state {
+    U_CONNECT,
+    U_SEND,      /* sending head and/or body */
+    U_WAIT_BODY, /* waiting for the client's next body bytes */
+    U_READ_HEAD,
+    U_READ_BODY,
+    U_SEND_DOWN, /* waiting for the client side to take what we sent */
+    U_IDLE,      /* in the pool */
+};
+
+struct upconn {
+    loop_op_t connect_op, send_op, recv_op, poll_op;
+    int fd;
+    enum up_state state;
+    weir_upstream_t *u;
+    size_t peer;
+    unsigned inflight;
+    unsigned closing : 1, reused : 1, got_bytes : 1, recv_armed : 1, poll_armed : 1,
+        keepalive : 1, body_last : 1;
+    struct timer timer;
+    client_t *c;
+    h1_parser_t parser;
+    h1_scan_t scan;
+    h1_response_t resp;
+    char *in;
+    size_t in_len, in_cap, in_off;
+    sendq_t sq;
+    int send_bid; /* client buffer our pending send reads from */
+    upconn_t *pnext, *pprev;
+};
+
+typedef struct pool {
+    upconn_t *head;
+    size_t n;
+} pool_t;
+
+static pool_t *pools; /* per upstream index */
+static size_t npools;
+
+static void on_connect(loop_op_t *op, int res, unsigned flags);
+static void on_up_send(loop_op_t *op, int res, unsigned flags);
+static void on_up_recv(loop_op_t *op, int res, unsigned flags);
+static void on_up_poll(loop_op_t *op, int res, unsigned flags);
+static void on_up_timer(struct timer *t);
+static void up_fail(upconn_t *up, int status, int count_failure, const char *why);
+static void read_response(upconn_t *up);
+static void connect_peer(client_t *c);
+
+#define UP_FROM(ptr, member) ((upconn_t *)((char *)(ptr) - offsetof(upconn_t, member)))
+
+/* ------------------------------------------------------------------ pool */
+
+static void pool_remove(upconn_t *up)
+{
+    pool_t *p = &pools[up->u->index];
+    if (up->pprev)
+        up->pprev->pnext = up->pnext;
+    else
+        p->head = up->pnext;
+    if (up->pnext)
+        up->pnext->pprev = up->pprev;
+    up->pnext = up->pprev = NULL;
+    p->n--;
+}
+
+static void up_free(upconn_t *up)
+{
+    timer_cancel(g_loop, &up->timer);
+    free(up->in);
+    free(up);
+}
+
+static void up_maybe_free(upconn_t *up)
+{
+    if (up->closing && up->inflight == 0)
+        up_free(up);
+}
+
+static void up_close(upconn_t *up)
+{
+    if (up->closing)
+        return;
+    if (up->state == U_IDLE)
+        pool_remove(up);
+    up->closing = 1;
+    timer_cancel(g_loop, &up->timer);
+    if (up->c && up->c->up == up)
+        up->c->up = NULL;
+    up->c = NULL;
+    if (up->fd >= 0) {
+        if (up->inflight) {
+            struct io_uring_sqe *sqe = loop_sqe(g_loop);
+            io_uring_prep_cancel_fd(sqe, up->fd, IORING_ASYNC_CANCEL_ALL);
+            loop_prep_op(sqe, NULL);
+        }
+        struct io_uring_sqe *sqe = loop_sqe(g_loop);
+        io_uring_prep_close(sqe, up->fd);
+        loop_prep_op(sqe, NULL);
+        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+        up->fd = -1;
+    }
+    up_maybe_free(up);
+}
+
+static void pool_put(upconn_t *up)
+{
+    pool_t *p = &pools[up->u->index];
+    if (up->u->keepalive == 0 || p->n >= up->u->keepalive || worker_draining()) {
+        up_close(up);
+        return;
+    }
+    up->c = NULL;
+    up->state = U_IDLE;
+    free(up->in);
+    up->in = NULL;
+    up->in_len = up->in_cap = up->in_off = 0;
+    h1_parser_reset(&up->parser);
+    up->pnext = p->head;
+    up->pprev = NULL;
+    if (p->head)
+        p->head->pprev = up;
+    p->head = up;
+    p->n++;
+    /* notice a server that closes the idle connection, so we never send on it */
+    up->poll_armed = 1;
+    up->inflight++;
+    struct io_uring_sqe *sqe = loop_sqe(g_loop);
+    io_uring_prep_poll_add(sqe, up->fd, POLLIN | POLLRDHUP);
+    loop_prep_op(sqe, &up->poll_op);
+    timer_after(g_loop, &up->timer, up->u->idle_timeout);
+}
+
+static upconn_t *pool_get(weir_upstream_t *u, size_t peer)
+{
+    pool_t *p = &pools[u->index];
+    for (upconn_t *up = p->head; up; up = up->pnext) {
+        if (up->peer != peer)
+            continue;
+        pool_remove(up);
+        if (up->poll_armed) {
+            struct io_uring_sqe *sqe = loop_sqe(g_loop);
+            io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)&up->poll_op);
+            loop_prep_op(sqe, NULL);
+        }
+        up->reused = 1;
+        return up;
+    }
+    return NULL;
+}
+
+static void on_up_poll(loop_op_t *op, int res, unsigned flags)
+{
+    (void)flags;
+    upconn_t *up = UP_FROM(op, poll_op);
+    up->inflight--;
+    up->poll_armed = 0;
+    if (up->closing) {
+        up_maybe_free(up);
+        return;
+    }
+    /* readable while idle means EOF or unsolicited bytes: either way unusable */
+    if (res > 0 && up->state == U_IDLE)
+        up_close(up);
+}
+
+/* ------------------------------------------------------------ connecting */
+
+static upconn_t *up_new(weir_upstream_t *u, size_t peer)
+{
+    upconn_t *up = calloc(1, sizeof(*up));
+    if (!up)
+        return NULL;
+    up->fd = -1;
+    up->u = u;
+    up->peer = peer;
+    up->send_bid = -1;
+    up->connect_op.cb = on_connect;
+    up->send_op.cb = on_up_send;
+    up->recv_op.cb = on_up_recv;
+    up->poll_op.cb = on_up_poll;
+    timer_init(&up->timer, on_up_timer);
+    h1_parser_init(&up->parser);
+    return up;
+}
+
+static int up_connect(upconn_t *up)
+{
+    const peer_t *p = &up->u->peers[up->peer];
+    const struct sockaddr *sa = (const struct sockaddr *)&p->addr.ss;
+    up->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (up->fd < 0)
+        return -errno;
+    if (sa->sa_family != AF_UNIX) {
+        int one = 1;
+        setsockopt(up->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    up->state = U_CONNECT;
+    up->inflight++;
+    struct io_uring_sqe *sqe = loop_sqe(g_loop);
+    io_uring_prep_connect(sqe, up->fd, sa, p->addr.len);
+    loop_prep_op(sqe, &up->connect_op);
+    timer_after(g_loop, &up->timer, up->u->connect_timeout);
+    return 0;
+}
+
+static void send_request(upconn_t *up);
+
+static void on_connect(loop_op_t *op, int res, unsigned flags)
+{
+    (void)flags;
+    upconn_t *up = UP_FROM(op, connect_op);
+    up->inflight--;
+    if (up->closing) {
+        up_maybe_free(up);
+        return;
+    }
+    if (res < 0) {
+        char why[128];
+        snprintf(why, sizeof(why), "connect() failed: %s", strerror(-res));
+        up_fail(up, 502, 1, why);
+        return;
+    }
+    if (up->c)
+        up->c->r->connect_us = now_us();
+    send_request(up);
+}
+
+/* ----------------------------------------------------------- request side */
+
+static int is_idempotent(weir_str_t m)
+{
+    static const char *const safe[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"};
+    for (size_t i = 0; i < sizeof(safe) / sizeof(safe[0]); i++)
+        if (m.len == strlen(safe[i]) && memcmp(m.data, safe[i], m.len) == 0)
+            return 1;
+    return 0;
+}
+
+/* The serialised upstream request head lives in the core's own context slot
+ * (index nmodules), so retries resend it without serialising again. */
+static weir_str_t *upstream_head(weir_request_t *r)
+{
+    return (weir_str_t *)r->ctx[r->cf->nmodules];
+}
+
+static void up_send(upconn_t *up)
+{
+    up->state = U_SEND;
+    up->inflight++;
+    timer_after(g_loop, &up->timer, up->u->write_timeout);
+    sendq_submit(&up->sq, up->fd, &up->send_op);
+}
+
+/* Head plus the body bytes that came with it; the same on every retry. */
+static void send_request(upconn_t *up)
+{
+    client_t *c = up->c;
+    weir_request_t *r = c->r;
+    weir_str_t *head = upstream_head(r);
+    sendq_reset(&up->sq);
+    sendq_add(&up->sq, head->data, head->len);
+    int chunked = c->up_framing == H1_FRAMING_CHUNKED;
+    sendq_add_body(&up->sq, c->body0, c->nbody0, chunked);
+    up->body_last = c->body_done;
+    if (c->body_done && chunked)
+        sendq_add(&up->sq, H1_LAST_CHUNK, 5);
+    up_send(up);
+}
+
+void proxy_forward_body(client_t *c, const weir_str_t *s, size_t n, int bid, int last)
+{
+    upconn_t *up = c->up;
+    if (!up) {
+        if (bid >= 0)
+            loop_buf_release(g_loop, (unsigned)bid);
+        return;
+    }
+    int chunked = c->up_framing == H1_FRAMING_CHUNKED;
+    sendq_reset(&up->sq);
+    sendq_add_body(&up->sq, s, n, chunked);
+    if (last && chunked)
+        sendq_add(&up->sq, H1_LAST_CHUNK, 5);
+    up->body_last = last;
+    if (up->sq.left == 0) {
+        if (bid >= 0)
+            loop_buf_release(g_loop, (unsigned)bid);
+        if (last)
+            read_response(up);
+        else
+            client_read_body(c);
+        return;
+    }
+    client_arm_timer(c, 0);
+    up->send_bid = bid;
+    up_send(up);
+}
+
+static void on_up_send(loop_op_t *op, int res, unsigned flags)
+{
+    (void)flags;
+    upconn_t *up = UP_FROM(op, send_op);
+    up->inflight--;
+    if (up->send_bid >= 0) {
+        loop_buf_release(g_loop, (unsigned)up->send_bid);
+        up->send_bid = -1;
+    }
+    if (up->closing) {
+        up_maybe_free(up);
+        return;
+    }
+    if (res < 0) {
+        char why[128];
+        snprintf(why, sizeof(why), "send failed: %s", strerror(-res));
+        up_fail(up, 502, !up->reused, why);
+        return;
+    }
+    if (!sendq_advance(&up->sq, (size_t)res)) {
+        up_send(up);
+        return;
+    }
+    if (!up->body_last) {
+        up->state = U_WAIT_BODY;
+        timer_cancel(g_loop, &up->timer);
+        client_read_body(up->c);
+        return;
+    }
+    read_response(up);
+}
+
+/* -------------------------------------------------------- response side */
+
+static void arm_up_recv(upconn_t *up)
+{
+    up->recv_armed = 1;
+    up->inflight++;
+    timer_after(g_loop, &up->timer, up->u->read_timeout);
+    loop_recv(g_loop, up->fd, &up->recv_op);
+}
+
+static void read_response(upconn_t *up)
+{
+    up->state = U_READ_HEAD;
+    h1_scan_init(&up->scan);
+    arm_up_recv(up);
+}
+
+static int up_append(upconn_t *up, const char *p, size_t n)
+{
+    if (up->in_len + n > up->in_cap) {
+        size_t cap = up->in_cap ? up->in_cap : 4096;
+        while (cap < up->in_len + n)
+            cap *= 2;
+        char *in = realloc(up->in, cap);
+        if (!in)
+            return -1;
+        up->in = in;
+        up->in_cap = cap;
+    }
+    memcpy(up->in + up->in_len, p, n);
+    up->in_len += n;
+    return 0;
+}
+
+static void response_done(client_t *c, upconn_t *up)
+{
+    c->r->response_us = now_us();
+    int reusable = up->keepalive && up->parser.done && c->body_done;
+    proxy_detach(c, reusable);
+    client_finish_request(c);
+}
+
+static void stream_more(client_t *c);
+
+static void send_body_slices(client_t *c, upconn_t *up, const weir_str_t *s, size_t n, int done,
+                             int bid)
+{
+    int chunked = c->down_framing == H1_FRAMING_CHUNKED;
+    sendq_reset(c->sq);
+    sendq_add_body(c->sq, s, n, chunked);
+    for (size_t i = 0; i < n; i++)
+        c->r->body_bytes_sent += s[i].len;
+    if (done && chunked)
+        sendq_add(c->sq, H1_LAST_CHUNK, 5);
+    up->state = U_SEND_DOWN;
+    timer_cancel(g_loop, &up->timer);
+    if (c->sq->left == 0) {
+        if (bid >= 0)
+            loop_buf_release(g_loop, (unsigned)bid);
+        proxy_response_sent(c);
+        return;
+    }
+    c->send_bid = bid;
+    client_send(c, proxy_response_sent);
+}
+
+/* Feeds body bytes from up->in (what came with the head, or left over). */
+static void feed_buffered(client_t *c, upconn_t *up)
+{
+    weir_str_t s[SENDQ_SLICES];
+    size_t ns = 0;
+    int done = 0;
+    ssize_t k = h1_body_feed(&up->parser, up->in + up->in_off, up->in_len - up->in_off, s,
+                             SENDQ_SLICES, &ns, &done);
+    if (k < 0) {
+        log_error("upstream %s (%s): invalid response body framing", up->u->name,
+                  up->u->peers[up->peer].address);
+        up->keepalive = 0;
+        client_abort(c);
+        return;
+    }
+    up->in_off += (size_t)k;
+    if (done && up->in_off < up->in_len)
+        up->keepalive = 0; /* bytes beyond the body: never reuse */
+    send_body_slices(c, up, s, ns, done, -1);
+}
+
+void proxy_response_sent(client_t *c)
+{
+    upconn_t *up = c->up;
+    if (!up) {
+        client_abort(c);
+        return;
+    }
+    if (up->parser.done) {
+        response_done(c, up);
+        return;
+    }
+    stream_more(c);
+}
+
+static void stream_more(client_t *c)
+{
+    upconn_t *up = c->up;
+    c->state = C_RESPONSE;
+    client_arm_timer(c, 0);
+    if (up->in_off < up->in_len) {
+        feed_buffered(c, up);
+        return;
+    }
+    up->state = U_READ_BODY;
+    arm_up_recv(up);
+}
+
+static void send_response_head(weir_request_t *r)
+{
+    client_t *c = r->client;
+    upconn_t *up = c->up;
+    if (!up) {
+        client_abort(c);
+        return;
+    }
+    const h1_response_t *resp = &up->resp;
+    h1_framing_t down = resp->framing;
+    uint64_t clen = resp->content_length;
+    int keep = r->keepalive && !c->close_after && !worker_draining();
+    if (down == H1_FRAMING_NONE && resp->has_content_length) {
+        down = H1_FRAMING_LENGTH; /* HEAD/304: echo the length, send no body */
+    } else if (down == H1_FRAMING_CHUNKED || down == H1_FRAMING_CLOSE) {
+        if (r->version == 10) {
+            down = H1_FRAMING_CLOSE;
+            keep = 0;
+        } else {
+            down = H1_FRAMING_CHUNKED;
+        }
+    }
+    c->down_framing = down;
+    c->down_keepalive = keep;
+    int version = r->version == 10 ? 10 : 11;
+    size_t hsz = h1_response_size(version, r->status, resp->reason, &r->resp_headers, down, clen,
+                                  keep);
+    char *head = arena_alloc_raw(r->arena, hsz + 1);
+    if (!head) {
+        client_abort(c);
+        return;
+    }
+    ssize_t n = h1_serialize_response(head, hsz + 1, version, r->status, resp->reason,
+                                      &r->resp_headers, down, clen, keep);
+    if (n < 0) {
+        log_error("cannot serialise the response head (a module set an invalid header?)");
+        weir_respond(r, 502, (weir_str_t){0});
+        client_send_answer(r);
+        return;
+    }
+    if (resp->framing == H1_FRAMING_NONE)
+        c->down_framing = H1_FRAMING_NONE;
+    sendq_reset(c->sq);
+    sendq_add(c->sq, head, (size_t)n);
+    c->head_sent = 1;
+    c->state = C_RESPONSE;
+    if (up->parser.done || resp->framing == H1_FRAMING_NONE) {
+        up->state = U_SEND_DOWN;
+        client_send(c, proxy_response_sent);
+        return;
+    }
+    /* body bytes that arrived with the head go out with it */
+    weir_str_t s[SENDQ_SLICES];
+    size_t ns = 0;
+    int done = 0;
+    ssize_t k = h1_body_feed(&up->parser, up->in + up->in_off, up->in_len - up->in_off, s,
+                             SENDQ_SLICES, &ns, &done);
+    if (k < 0) {
+        log_error("upstream %s (%s): invalid response body framing", up->u->name,
+                  up->u->peers[up->peer].address);
+        weir_respond(r, 502, (weir_str_t){0});
+        up->keepalive = 0;
+        c->head_sent = 0;
+        client_send_answer(r);
+        return;
+    }
+    up->in_off += (size_t)k;
+    if (done && up->in_off < up->in_len)
+        up->keepalive = 0;
+    int chunked = c->down_framing == H1_FRAMING_CHUNKED;
+    sendq_add_body(c->sq, s, ns, chunked);
+    for (size_t i = 0; i < ns; i++)
+        r->body_bytes_sent += s[i].len;
+    if (done && chunked)
+        sendq_add(c->sq, H1_LAST_CHUNK, 5);
+    up->state = U_SEND_DOWN;
+    client_send(c, proxy_response_sent);
+}
+
+static void head_complete(upconn_t *up, size_t head_len)
+{
+    client_t *c = up->c;
+    weir_request_t *r = c->r;
+    int is_head = r->method.len == 4 && memcmp(r->method.data, "HEAD", 4) == 0;
+    int rc = h1_parse_response(r->arena, &up->parser, up->in + up->in_off, head_len, is_head,
+                               &up->resp);
+    if (rc < 0) {
+        up_fail(up, 502, 0, "invalid response head");
+        return;
+    }
+    up->in_off += head_len;
+    if (up->resp.is_1xx) {
+        /* 100/103: informational, never final; the real head follows */
+        h1_parser_reset(&up->parser);
+        h1_scan_init(&up->scan);
+        size_t rest = up->in_len - up->in_off;
+        memmove(up->in, up->in + up->in_off, rest);
+        up->in_len = rest;
+        up->in_off = 0;
+        if (rest) {
+            ssize_t n = h1_scan_head_r(&up->scan, up->in, up->in_len, RESPONSE_HEAD_MIN_LIMIT, 0);
+            if (n > 0) {
+                head_complete(up, (size_t)n);
+                return;
+            }
+            if (n < 0) {
+                up_fail(up, 502, 0, "invalid response head");
+                return;
+            }
+        }
+        arm_up_recv(up);
+        return;
+    }
+    if (up->resp.status == 101) {
+        up_fail(up, 502, 0, "unsolicited 101 Switching Protocols");
+        return;
+    }
+    up->keepalive = up->resp.keepalive;
+    timer_cancel(g_loop, &up->timer);
+    peer_report(up->u, up->peer, 1);
+    r->status = up->resp.status;
+    r->upstream_status = up->resp.status;
+    r->resp_headers = up->resp.headers;
+    r->header_us = now_us();
+    request_run_phases(r, WEIR_PHASE_UPSTREAM_RESPONSE, WEIR_PHASE_UPSTREAM_RESPONSE,
+                       send_response_head);
+}
+
+static void on_up_recv(loop_op_t *op, int res, unsigned flags)
+{
+    upconn_t *up = UP_FROM(op, recv_op);
+    up->inflight--;
+    up->recv_armed = 0;
+    int bid = (flags & IORING_CQE_F_BUFFER) ? (int)(flags >> IORING_CQE_BUFFER_SHIFT) : -1;
+    if (up->closing || !up->c) {
+        if (bid >= 0)
+            loop_buf_release(g_loop, (unsigned)bid);
+        if (up->closing)
+            up_maybe_free(up);
+        else
+            up_close(up); /* may free up */
+        return;
+    }
+    if (res == -ENOBUFS) {
+        /* pool exhausted: back off briefly through the timer path */
+        arm_up_recv(up);
+        return;
+    }
+    client_t *c = up->c;
+    if (res <= 0) {
+        if (bid >= 0)
+            loop_buf_release(g_loop, (unsigned)bid);
+        if (up->state == U_READ_HEAD) {
+            if (!up->got_bytes && up->reused) {
+                up_fail(up, 502, 0, "keepalive connection closed by upstream");
+                return;
+            }
+            up_fail(up, 502, !up->got_bytes,
+                    res == 0 ? "upstream closed the connection before the response head"
+                             : "recv failed before the response head");
+            return;
+        }
+        /* in the body */
+        if (res == 0 && h1_body_eof(&up->parser)) {
+            up->keepalive = 0;
+            send_body_slices(c, up, NULL, 0, 1, -1);
+            return;
+        }
+        log_error("upstream %s (%s): response cut short (%s); aborting the client connection",
+                  up->u->name, up->u->peers[up->peer].address,
+                  res == 0 ? "closed" : strerror(-res));
+        up->keepalive = 0;
+        client_abort(c);
+        return;
+    }
+    up->got_bytes = 1;
+    const char *data = loop_buf(g_loop, (unsigned)bid);
+    if (up->state == U_READ_HEAD) {
+        int rc = up_append(up, data, (size_t)res);
+        loop_buf_release(g_loop, (unsigned)bid);
+        if (rc < 0) {
+            up_fail(up, 502, 0, "out of memory");
+            return;
+        }
+        size_t limit = c->listener->limits.max_header_size;
+        if (limit < RESPONSE_HEAD_MIN_LIMIT)
+            limit = RESPONSE_HEAD_MIN_LIMIT;
+        ssize_t n = h1_scan_head_r(&up->scan, up->in + up->in_off, up->in_len - up->in_off,
+                                   limit, 0);
+        if (n == 0) {
+            arm_up_recv(up);
+            return;
+        }
+        if (n < 0) {
+            up_fail(up, 502, 0, "invalid response head");
+            return;
+        }
+        head_complete(up, (size_t)n);
+        return;
+    }
+    /* response body: decode in place, send from the same buffer */
+    weir_str_t s[SENDQ_SLICES];
+    size_t ns = 0;
+    int done = 0;
+    ssize_t k = h1_body_feed(&up->parser, data, (size_t)res, s, SENDQ_SLICES, &ns, &done);
+    if (k < 0) {
+        loop_buf_release(g_loop, (unsigned)bid);
+        log_error("upstream %s (%s): invalid response body framing; aborting the client",
+                  up->u->name, up->u->peers[up->peer].address);
+        up->keepalive = 0;
+        client_abort(c);
+        return;
+    }
+    if ((size_t)k < (size_t)res) {
+        if (done) {
+            up->keepalive = 0; /* bytes beyond the body are dropped */
+        } else {
+            /* slice array full: keep the rest for the next round */
+            up->in_len = up->in_off = 0;
+            if (up_append(up, data + k, (size_t)res - (size_t)k) < 0) {
+                loop_buf_release(g_loop, (unsigned)bid);
+                client_abort(c);
+                return;
+            }
+        }
+    }
+    send_body_slices(c, up, s, ns, done, bid);
+}
+
+/* -------------------------------------------------------------- failures */
+
+static int retry_allowed(client_t *c)
+{
+    weir_request_t *r = c->r;
+    return c->body_retained && is_idempotent(r->method) &&
+           (long)r->tries <= r->upstream->retries;
+}
+
+static void up_fail(upconn_t *up, int status, int count_failure, const char *why)
+{
+    client_t *c = up->c;
+    weir_upstream_t *u = up->u;
+    size_t peer = up->peer;
+    int stale = up->reused && !up->got_bytes && status == 502 && !count_failure;
+    log_error("upstream %s (%s): %s", u->name, u->peers[peer].address, why);
+    if (count_failure)
+        peer_report(u, peer, 0);
+    up_close(up);
+    if (!c || c->closing)
+        return;
+    if (c->head_sent) {
+        client_abort(c);
+        return;
+    }
+    weir_request_t *r = c->r;
+    if (stale && c->body_retained) {
+        /* the server closed a pooled connection as we reused it: same peer,
+         * fresh connection, not counted as a try */
+        r->peer = (int)peer;
+        connect_peer(c);
+        return;
+    }
+    if (retry_allowed(c) && request_pick_peer(r) >= 0) {
+        log_info("retrying on %s", r->upstream_addr);
+        connect_peer(c);
+        return;
+    }
+    weir_respond(r, status, (weir_str_t){0});
+    client_send_answer(r);
+}
+
+static void on_up_timer(struct timer *t)
+{
+    upconn_t *up = UP_FROM(t, timer);
+    switch (up->state) {
+    case U_IDLE:
+        up_close(up);
+        return;
+    case U_CONNECT:
+        up_fail(up, 504, 1, "connect_timeout");
+        return;
+    case U_SEND:
+        up_fail(up, 504, 1, "write_timeout");
+        return;
+    case U_READ_HEAD:
+        up_fail(up, 504, 1, "read_timeout waiting for the response head");
+        return;
+    case U_READ_BODY:
+        log_error("upstream %s (%s): read_timeout in the response body; aborting the client",
+                  up->u->name, up->u->peers[up->peer].address);
+        if (up->c)
+            client_abort(up->c);
+        else
+            up_close(up);
+        return;
+    default:
+        return;
+    }
+}
+
+/* ---------------------------------------------------------------- entry */
+
+void proxy_detach(client_t *c, int reusable)
+{
+    upconn_t *up = c->up;
+    if (!up)
+        return;
+    c->up = NULL;
+    up->c = NULL;
+    if (reusable && !up->closing)
+        pool_put(up);
+    else
+        up_close(up);
+}
+
+static void connect_peer(client_t *c)
+{
+    weir_request_t *r = c->r;
+    weir_upstream_t *u = r->upstream;
+    size_t peer = (size_t)r->peer;
+    upconn_t *up = pool_get(u, peer);
+    if (up) {
+        up->c = c;
+        c->up = up;
+        up->got_bytes = 0;
+        if (!r->connect_us)
+            r->connect_us = now_us();
+        send_request(up);
+        return;
+    }
+    up = up_new(u, peer);
+    if (!up) {
+        weir_respond(r, 502, (weir_str_t){0});
+        client_send_answer(r);
+        return;
+    }
+    up->c = c;
+    c->up = up;
+    int rc = up_connect(up);
+    if (rc < 0) {
+        char why[128];
+        snprintf(why, sizeof(why), "socket() failed: %s", strerror(-rc));
+        up_fail(up, 502, 0, why);
+    }
+}
+
+void proxy_start(weir_request_t *r)
+{
+    client_t *c = r->client;
+    if (!pools) {
+        npools = r->cf->nupstreams;
+        pools = calloc(npools + 1, sizeof(pool_t));
+        if (!pools) {
+            weir_respond(r, 500, (weir_str_t){0});
+            client_send_answer(r);
+            return;
+        }
+    }
+    c->sq = arena_alloc(r->arena, sizeof(sendq_t));
+    c->up_framing = c->req.framing;
+    size_t hsz = h1_request_size(r->method, r->path, r->query, r->host_header, &r->headers,
+                                 c->up_framing, c->req.content_length);
+    char *buf = arena_alloc_raw(r->arena, hsz + 1);
+    weir_str_t *head = arena_alloc(r->arena, sizeof(*head));
+    if (!c->sq || !buf || !head) {
+        weir_respond(r, 500, (weir_str_t){0});
+        client_send_answer(r);
+        return;
+    }
+    ssize_t n = h1_serialize_request(buf, hsz + 1, r->method, r->path, r->query, r->host_header,
+                                     &r->headers, c->up_framing, c->req.content_length);
+    if (n < 0) {
+        log_error("cannot serialise the upstream request (a module set an invalid value?)");
+        weir_respond(r, 500, (weir_str_t){0});
+        client_send_answer(r);
+        return;
+    }
+    head->data = buf;
+    head->len = (size_t)n;
+    r->ctx[r->cf->nmodules] = head; /* the core's own slot */
+    connect_peer(c);
+}

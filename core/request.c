@@ -1,0 +1,367 @@
+#include "request.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "arena.h"
+#include "log.h"
+#include "loop.h"
+#include "phase.h"
+
+/* Request arenas are recycled: a keepalive connection's requests reuse one
+ * arena's first chunk instead of going through malloc each time. */
+#define REQUEST_ARENA_CHUNK 8192
+#define REQUEST_ARENA_CAP (4u << 20)
+#define ARENA_CACHE_MAX 256
+
+static struct arena *arena_cache[ARENA_CACHE_MAX];
+static size_t arena_cache_len;
+
+void (*request_on_answer)(weir_request_t *r);
+
+uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+weir_request_t *request_new(const weir_conf_t *cf)
+{
+    struct arena *a = arena_cache_len ? arena_cache[--arena_cache_len]
+                                      : arena_new(REQUEST_ARENA_CHUNK, REQUEST_ARENA_CAP);
+    if (!a)
+        return NULL;
+    weir_request_t *r = arena_alloc(a, sizeof(*r));
+    void **ctx = arena_alloc(a, (cf->nmodules + 1) * sizeof(void *));
+    if (!r || !ctx) {
+        arena_free(a);
+        return NULL;
+    }
+    r->arena = a;
+    r->cf = cf;
+    r->ctx = ctx;
+    r->peer = -1;
+    headers_init(&r->headers);
+    headers_init(&r->resp_headers);
+    r->start_us = now_us();
+    r->start_wall_ms = g_loop ? g_loop->wall_ms : 0;
+    return r;
+}
+
+void request_free(weir_request_t *r)
+{
+    struct arena *a = r->arena;
+    if (arena_cache_len < ARENA_CACHE_MAX) {
+        arena_reset(a);
+        arena_cache[arena_cache_len++] = a;
+    } else {
+        arena_free(a);
+    }
+}
+
+/* ------------------------------------------------------------ phase runner */
+
+static void run_from_cursor(weir_request_t *r);
+
+void request_run_phases(weir_request_t *r, weir_phase_t first, weir_phase_t last,
+                        request_next_fn next)
+{
+    const struct phases *ph = r->cf->phases;
+    r->cursor = ph->start[first];
+    r->cursor_end = ph->start[last + 1];
+    r->next = next;
+    run_from_cursor(r);
+}
+
+static size_t phase_end_of(const struct phases *ph, size_t cursor)
+{
+    weir_phase_t p = ph->entries[cursor].handler->phase;
+    return ph->start[p + 1];
+}
+
+/* Applies one handler result; returns 1 to keep running, 0 to stop. */
+static int apply_result(weir_request_t *r, weir_result_t res)
+{
+    const struct phases *ph = r->cf->phases;
+    switch (res) {
+    case WEIR_CONTINUE:
+        r->cursor++;
+        return 1;
+    case WEIR_DONE:
+        r->cursor = phase_end_of(ph, r->cursor);
+        return 1;
+    case WEIR_RESPOND:
+        if (!r->responded)
+            weir_respond(r, 500, (weir_str_t){0});
+        request_on_answer(r);
+        return 0;
+    case WEIR_SUSPEND:
+        r->suspended = 1;
+        return 0;
+    case WEIR_ERROR:
+    default: {
+        const phase_entry_t *e = &ph->entries[r->cursor];
+        log_error("handler %s failed; answering 500", e->handler->name);
+        r->responded = 0;
+        weir_respond(r, 500, (weir_str_t){0});
+        request_on_answer(r);
+        return 0;
+    }
+    }
+}
+
+static void run_from_cursor(weir_request_t *r)
+{
+    const struct phases *ph = r->cf->phases;
+    while (r->cursor < r->cursor_end) {
+        weir_result_t res = ph->entries[r->cursor].handler->fn(r);
+        if (!apply_result(r, res))
+            return;
+    }
+    r->next(r);
+}
+
+void weir_request_resume(weir_request_t *r, weir_result_t result)
+{
+    if (!r->suspended || result == WEIR_SUSPEND) {
+        log_error("weir_request_resume called on a request that is not suspended");
+        return;
+    }
+    r->suspended = 0;
+    if (apply_result(r, result))
+        run_from_cursor(r);
+}
+
+void request_run_log(weir_request_t *r)
+{
+    const struct phases *ph = r->cf->phases;
+    for (size_t i = ph->start[WEIR_PHASE_LOG]; i < ph->start[WEIR_PHASE_LOG + 1]; i++)
+        ph->entries[i].handler->fn(r);
+}
+
+/* ------------------------------------------------------------- balancing */
+
+/* Passive failure state per peer, per worker (nginx keeps it per worker too
+ * unless a zone is configured); the healthcheck module adds shared state. */
+typedef struct peer_health {
+    unsigned fails;
+    uint64_t fail_window_start;
+    uint64_t down_until;
+} peer_health_t;
+
+static peer_health_t **health; /* [upstream][peer] */
+
+int peers_init(const weir_conf_t *cf)
+{
+    health = calloc(cf->nupstreams + 1, sizeof(*health));
+    if (!health)
+        return -1;
+    for (size_t u = 0; u < cf->nupstreams; u++) {
+        health[u] = calloc(cf->upstreams[u].npeers + 1, sizeof(peer_health_t));
+        if (!health[u])
+            return -1;
+    }
+    return 0;
+}
+
+int peer_is_down(const weir_upstream_t *u, size_t i)
+{
+    if (!health)
+        return 0;
+    return health[u->index][i].down_until > g_loop->now;
+}
+
+void peer_report(const weir_upstream_t *u, size_t i, int ok)
+{
+    if (!health || u->max_fails == 0)
+        return;
+    peer_health_t *h = &health[u->index][i];
+    uint64_t now = g_loop->now;
+    if (ok) {
+        h->fails = 0;
+        return;
+    }
+    if (now - h->fail_window_start > u->fail_timeout) {
+        h->fail_window_start = now;
+        h->fails = 0;
+    }
+    if (++h->fails >= (unsigned long)u->max_fails && h->down_until <= now) {
+        h->down_until = now + u->fail_timeout;
+        log_warn("upstream %s: server %s marked down for %llums after %u failures", u->name,
+                 u->peers[i].address, (unsigned long long)u->fail_timeout, h->fails);
+        h->fails = 0;
+    }
+}
+
+int weir_peer_usable(weir_request_t *r, const weir_upstream_t *u, size_t i)
+{
+    if (i >= u->npeers)
+        return 0;
+    if (r && r->tried && r->upstream == u && r->tried[i])
+        return 0;
+    return !peer_is_down(u, i);
+}
+
+int request_pick_peer(weir_request_t *r)
+{
+    weir_upstream_t *u = r->upstream;
+    if (!r->tried) {
+        r->tried = arena_alloc(r->arena, u->npeers);
+        if (!r->tried)
+            return -1;
+    }
+    size_t ctx_module = u->balancer_module;
+    (void)ctx_module;
+    int i = u->balancer->pick(r, u, u->balancer_state);
+    if (i < 0 || (size_t)i >= u->npeers)
+        return -1;
+    r->tried[i] = 1;
+    r->tries++;
+    r->peer = i;
+    r->upstream_addr = u->peers[i].address;
+    return i;
+}
+
+static weir_result_t core_balance(weir_request_t *r)
+{
+    if (!r->route)
+        return weir_respond(r, 404, (weir_str_t){0}), WEIR_RESPOND;
+    r->upstream = r->route->upstream;
+    if (!r->upstream)
+        return weir_respond(r, 404, (weir_str_t){0}), WEIR_RESPOND;
+    if (r->peer >= 0) /* a module picked already */
+        return WEIR_CONTINUE;
+    if (request_pick_peer(r) < 0) {
+        log_error("upstream %s: no server is up", r->upstream->name);
+        weir_respond(r, 503, (weir_str_t){0});
+        return WEIR_RESPOND;
+    }
+    return WEIR_CONTINUE;
+}
+
+const weir_handler_t core_phase_handlers[] = {
+    {.name = "core.balance", .phase = WEIR_PHASE_BALANCE, .priority = WEIR_PRIORITY_MIDDLE,
+     .fn = core_balance},
+    {.name = NULL},
+};
+
+/* -------------------------------------------------------------- accessors */
+
+weir_str_t weir_request_method(const weir_request_t *r) { return r->method; }
+weir_str_t weir_request_target(const weir_request_t *r) { return r->target; }
+weir_str_t weir_request_path(const weir_request_t *r) { return r->path; }
+weir_str_t weir_request_query(const weir_request_t *r) { return r->query; }
+weir_str_t weir_request_host(const weir_request_t *r) { return r->host; }
+int weir_request_version(const weir_request_t *r) { return r->version; }
+weir_headers_t *weir_request_headers(weir_request_t *r) { return &r->headers; }
+weir_headers_t *weir_response_headers(weir_request_t *r) { return &r->resp_headers; }
+weir_route_t *weir_request_route(const weir_request_t *r) { return r->route; }
+void weir_request_set_route(weir_request_t *r, weir_route_t *rt) { r->route = rt; }
+weir_upstream_t *weir_request_upstream(const weir_request_t *r) { return r->upstream; }
+int weir_request_peer(const weir_request_t *r) { return r->peer; }
+int weir_response_status(const weir_request_t *r) { return r->status; }
+
+const struct sockaddr *weir_request_client_addr(const weir_request_t *r)
+{
+    return r->client_sa ? (const struct sockaddr *)&r->client_sa->ss : NULL;
+}
+
+const struct sockaddr *weir_request_server_addr(const weir_request_t *r)
+{
+    return r->server_sa ? (const struct sockaddr *)&r->server_sa->ss : NULL;
+}
+
+static int copy_str(weir_request_t *r, weir_str_t in, weir_str_t *out)
+{
+    char *p = arena_strndup(r->arena, in.data ? in.data : "", in.len);
+    if (!p)
+        return -1;
+    out->data = p;
+    out->len = in.len;
+    return 0;
+}
+
+int weir_request_set_path(weir_request_t *r, weir_str_t path)
+{
+    return copy_str(r, path, &r->path);
+}
+
+int weir_request_set_query(weir_request_t *r, weir_str_t query)
+{
+    return copy_str(r, query, &r->query);
+}
+
+int weir_respond(weir_request_t *r, int status, weir_str_t body)
+{
+    r->status = status;
+    r->responded = 1;
+    r->respond_body = (weir_str_t){0};
+    if (body.len)
+        return copy_str(r, body, &r->respond_body);
+    return 0;
+}
+
+void *weir_request_alloc(weir_request_t *r, size_t size)
+{
+    return arena_alloc(r->arena, size);
+}
+
+int weir_request_cleanup(weir_request_t *r, void (*fn)(void *arg), void *arg)
+{
+    return arena_cleanup(r->arena, fn, arg);
+}
+
+void *weir_request_ctx(const weir_request_t *r, const weir_module_t *m)
+{
+    int i = conf_module_index(r->cf, m);
+    return i < 0 ? NULL : r->ctx[i];
+}
+
+void weir_request_set_ctx(weir_request_t *r, const weir_module_t *m, void *ctx)
+{
+    int i = conf_module_index(r->cf, m);
+    if (i >= 0)
+        r->ctx[i] = ctx;
+}
+
+size_t weir_headers_count(const weir_headers_t *h) { return h->n; }
+
+int weir_headers_at(const weir_headers_t *h, size_t i, weir_str_t *name, weir_str_t *value)
+{
+    if (i >= h->n || h->v[i].name.len == 0)
+        return 0;
+    *name = h->v[i].name;
+    *value = h->v[i].value;
+    return 1;
+}
+
+int weir_headers_get(const weir_headers_t *h, weir_str_t name, weir_str_t *value)
+{
+    header_entry_t *e = headers_find(h, name);
+    if (!e)
+        return 0;
+    *value = e->value;
+    return 1;
+}
+
+int weir_headers_add(weir_request_t *r, weir_headers_t *h, weir_str_t name, weir_str_t value)
+{
+    return headers_add_copy(r->arena, h, name, value);
+}
+
+int weir_headers_set(weir_request_t *r, weir_headers_t *h, weir_str_t name, weir_str_t value)
+{
+    return headers_set_copy(r->arena, h, name, value);
+}
+
+size_t weir_headers_remove(weir_headers_t *h, weir_str_t name)
+{
+    return headers_del(h, name);
+}
+
+size_t weir_upstream_peer_count(const weir_upstream_t *u) { return u->npeers; }
+const char *weir_peer_address(const weir_upstream_t *u, size_t i) { return u->peers[i].address; }
+unsigned weir_peer_weight(const weir_upstream_t *u, size_t i) { return u->peers[i].weight; }
+int weir_peer_is_backup(const weir_upstream_t *u, size_t i) { return u->peers[i].backup; }

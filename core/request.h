@@ -1,0 +1,101 @@
+/*
+ * The request object behind weir_request_t, and the phase runner.
+ *
+ * A request lives in its own arena (recycled through a per-worker cache), so
+ * everything a handler allocates dies with it after the log phase. The
+ * protocol side (HTTP/1 today, HTTP/2 later) fills the head fields and
+ * drives the request through request_run_phases(); modules only see the
+ * accessors of include/weir/module.h.
+ */
+#ifndef WEIR_REQUEST_H
+#define WEIR_REQUEST_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "conf.h"
+#include "headers.h"
+
+struct arena;
+struct client;
+
+/* What the protocol side does when a phase range has run. */
+typedef void (*request_next_fn)(weir_request_t *r);
+
+struct weir_request {
+    struct arena *arena;
+    const weir_conf_t *cf;
+    struct client *client; /* downstream connection (HTTP/1) */
+    const sockaddr_any_t *client_sa, *server_sa; /* filled lazily by the protocol side */
+    const weir_listener_t *listener;
+    uint64_t connection_id;
+    int tls;
+
+    /* request head */
+    weir_str_t method, target, path, query, host;
+    weir_str_t host_header; /* value sent upstream as Host (with port) */
+    int version;            /* 10, 11 */
+    weir_headers_t headers;
+    int keepalive;
+    int expect_continue;
+    int has_body;
+    uint64_t request_length; /* bytes of head + body received */
+
+    /* routing and balancing */
+    weir_route_t *route;
+    weir_upstream_t *upstream;
+    int peer;
+    unsigned char *tried; /* per peer of upstream, arena */
+    unsigned tries;
+
+    /* response */
+    int status;
+    weir_headers_t resp_headers;
+    weir_str_t respond_body; /* for weir_respond */
+    int responded;           /* weir_respond was called */
+    uint64_t body_bytes_sent;
+    int upstream_status;
+    const char *upstream_addr;
+    uint64_t start_wall_ms;
+    uint64_t start_us, connect_us, header_us, response_us; /* monotonic µs */
+    char request_id[33];
+    uint64_t connection_requests;
+
+    /* phase runner */
+    size_t cursor, cursor_end;
+    request_next_fn next; /* continuation after the phase range */
+    int suspended;
+    void **ctx; /* per module */
+};
+
+/* Allocates a request with its own arena from the worker's cache. */
+weir_request_t *request_new(const weir_conf_t *cf);
+void request_free(weir_request_t *r);
+
+/* Runs handlers of phases [first, last] from the start of `first`; calls
+ * next(r) when done, or request_answer_fn when a handler answers or fails. */
+void request_run_phases(weir_request_t *r, weir_phase_t first, weir_phase_t last,
+                        request_next_fn next);
+/* Called by the runner when a handler answered (WEIR_RESPOND or WEIR_ERROR,
+ * with r->status set); provided by the protocol side. */
+extern void (*request_on_answer)(weir_request_t *r);
+
+/* Run the log phase (results ignored). */
+void request_run_log(weir_request_t *r);
+
+/* Core handlers (e.g. "core.balance") and core variables, given to conf_load. */
+extern const weir_handler_t core_phase_handlers[];
+int core_vars_register(weir_conf_t *cf);
+
+/* The balance step, also used for retries: picks a peer not yet tried and
+ * marks it tried. -1 when none is usable. */
+int request_pick_peer(weir_request_t *r);
+
+/* Passive health (max_fails/fail_timeout), per worker. */
+int peers_init(const weir_conf_t *cf);
+void peer_report(const weir_upstream_t *u, size_t i, int ok);
+int peer_is_down(const weir_upstream_t *u, size_t i);
+
+uint64_t now_us(void);
+
+#endif

@@ -1,0 +1,296 @@
+#include "worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "http1.h"
+#include "log.h"
+#include "loop.h"
+#include "request.h"
+
+#define RING_ENTRIES 4096
+#define RECV_BUFFERS 4096
+#define RECV_BUFFER_SIZE 16384
+
+typedef struct acceptor {
+    loop_op_t op;
+    int fd;
+    const weir_listener_t *listener;
+    int armed;
+} acceptor_t;
+
+static struct {
+    const worker_info_t *info;
+    struct loop loop;
+    acceptor_t *acceptors;
+    size_t nacceptors;
+    unsigned long conns;
+    int draining;
+    int paused; /* accept paused by max_connections or fd exhaustion */
+    struct timer drain_timer, resume_timer;
+    loop_op_t sig_op;
+    int sig_fd;
+    struct signalfd_siginfo siginfo;
+} w;
+
+static void arm_accept(acceptor_t *a)
+{
+    if (a->armed || w.draining)
+        return;
+    struct io_uring_sqe *sqe = loop_sqe(&w.loop);
+    io_uring_prep_multishot_accept(sqe, a->fd, NULL, NULL, SOCK_CLOEXEC);
+    loop_prep_op(sqe, &a->op);
+    a->armed = 1;
+}
+
+static void cancel_accepts(void)
+{
+    for (size_t i = 0; i < w.nacceptors; i++) {
+        if (!w.acceptors[i].armed)
+            continue;
+        struct io_uring_sqe *sqe = loop_sqe(&w.loop);
+        io_uring_prep_cancel(sqe, &w.acceptors[i].op, 0);
+        loop_prep_op(sqe, NULL);
+    }
+}
+
+static void resume_accepts(struct timer *t)
+{
+    (void)t;
+    w.paused = 0;
+    for (size_t i = 0; i < w.nacceptors; i++)
+        arm_accept(&w.acceptors[i]);
+}
+
+static void on_accept(loop_op_t *op, int res, unsigned flags)
+{
+    acceptor_t *a = (acceptor_t *)op;
+    if (!(flags & IORING_CQE_F_MORE))
+        a->armed = 0;
+    if (res >= 0) {
+        http1_accept(res, a->listener, w.info->cf);
+    } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
+        /* out of descriptors: stop accepting for a moment, as nginx does */
+        if (!w.paused) {
+            log_warn("accept on %s: %s; pausing accept for 100ms", a->listener->address,
+                     strerror(-res));
+            w.paused = 1;
+            cancel_accepts();
+            timer_after(&w.loop, &w.resume_timer, 100);
+        }
+        return;
+    } else if (res != -ECANCELED && res != -EINTR && res != -ECONNABORTED) {
+        log_error("accept on %s: %s", a->listener->address, strerror(-res));
+    }
+    if (!a->armed && !w.paused && !w.draining)
+        arm_accept(a);
+}
+
+void worker_conn_opened(void)
+{
+    w.conns++;
+    if (w.conns >= w.info->cf->limits.max_connections && !w.paused) {
+        w.paused = 1;
+        cancel_accepts();
+    }
+}
+
+void worker_conn_closed(void)
+{
+    w.conns--;
+    if (w.paused && w.conns < w.info->cf->limits.max_connections && !w.resume_timer.deadline)
+        resume_accepts(NULL);
+    if (w.draining && w.conns == 0)
+        w.loop.stop = 1;
+}
+
+int worker_draining(void)
+{
+    return w.draining;
+}
+
+static void drain_deadline(struct timer *t)
+{
+    (void)t;
+    log_notice("shutdown_timeout reached with %lu connections open; closing them", w.conns);
+    w.loop.stop = 1;
+}
+
+static void start_drain(void)
+{
+    if (w.draining)
+        return;
+    w.draining = 1;
+    cancel_accepts();
+    http1_drain();
+    if (w.conns == 0)
+        w.loop.stop = 1;
+    else
+        timer_after(&w.loop, &w.drain_timer, w.info->cf->limits.shutdown_timeout);
+}
+
+static void arm_signals(void);
+
+static void on_signal(loop_op_t *op, int res, unsigned flags)
+{
+    (void)op;
+    (void)flags;
+    if (res == (int)sizeof(w.siginfo)) {
+        switch (w.siginfo.ssi_signo) {
+        case SIGTERM:
+        case SIGINT:
+            w.loop.stop = 1;
+            return;
+        case SIGQUIT:
+            start_drain();
+            break;
+        default:
+            break;
+        }
+    }
+    arm_signals();
+}
+
+static void arm_signals(void)
+{
+    struct io_uring_sqe *sqe = loop_sqe(&w.loop);
+    io_uring_prep_read(sqe, w.sig_fd, &w.siginfo, sizeof(w.siginfo), 0);
+    loop_prep_op(sqe, &w.sig_op);
+}
+
+static int setup_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGQUIT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
+    sigprocmask(SIG_SETMASK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    w.sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
+    if (w.sig_fd < 0)
+        return -1;
+    w.sig_op.cb = on_signal;
+    arm_signals();
+    return 0;
+}
+
+static int run_worker_hooks(const weir_conf_t *cf, int init)
+{
+    for (size_t i = 0; i < cf->nmodules; i++) {
+        const weir_module_t *m = cf->modules[i].desc;
+        if (init && m->worker_init && m->worker_init(cf) < 0) {
+            log_error("module %s: worker_init failed", m->name);
+            return -1;
+        }
+        if (!init && m->worker_exit)
+            m->worker_exit(cf);
+    }
+    return 0;
+}
+
+int worker_main(const worker_info_t *info)
+{
+    const weir_conf_t *cf = info->cf;
+    w.info = info;
+    int ret = loop_init(&w.loop, RING_ENTRIES, RECV_BUFFERS, RECV_BUFFER_SIZE);
+    if (ret) {
+        log_error("worker %u: io_uring setup failed: %s", info->index, strerror(-ret));
+        return 1;
+    }
+    timer_init(&w.drain_timer, drain_deadline);
+    timer_init(&w.resume_timer, resume_accepts);
+    if (setup_signals() < 0 || peers_init(cf) < 0 || http1_init(cf) < 0)
+        return 1;
+    if (run_worker_hooks(cf, 1) < 0)
+        return 1;
+    w.nacceptors = cf->nlisteners;
+    w.acceptors = calloc(w.nacceptors + 1, sizeof(acceptor_t));
+    if (!w.acceptors)
+        return 1;
+    for (size_t i = 0; i < w.nacceptors; i++) {
+        w.acceptors[i].op.cb = on_accept;
+        w.acceptors[i].fd = info->listen_fds[i];
+        w.acceptors[i].listener = &cf->listeners[i];
+        arm_accept(&w.acceptors[i]);
+    }
+    loop_run(&w.loop);
+    run_worker_hooks(cf, 0);
+    return 0;
+}
+
+/* -------------------------------------------------- module services (API) */
+
+struct weir_timer {
+    struct timer t;
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static void module_timer_fired(struct timer *t)
+{
+    struct weir_timer *mt = (struct weir_timer *)t;
+    mt->fn(mt->arg);
+}
+
+weir_timer_t *weir_timer_new(void (*fn)(void *arg), void *arg)
+{
+    struct weir_timer *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    timer_init(&t->t, module_timer_fired);
+    t->fn = fn;
+    t->arg = arg;
+    return t;
+}
+
+void weir_timer_start(weir_timer_t *t, uint64_t delay_ms)
+{
+    timer_cancel(g_loop, &t->t);
+    timer_after(g_loop, &t->t, delay_ms);
+}
+
+void weir_timer_stop(weir_timer_t *t)
+{
+    timer_cancel(g_loop, &t->t);
+}
+
+void weir_timer_free(weir_timer_t *t)
+{
+    if (!t)
+        return;
+    timer_cancel(g_loop, &t->t);
+    free(t);
+}
+
+uint64_t weir_now_ms(void)
+{
+    return g_loop ? g_loop->wall_ms : 0;
+}
+
+uint64_t weir_monotonic_ms(void)
+{
+    return g_loop ? g_loop->now : 0;
+}
+
+int weir_worker_is_primary(void)
+{
+    return w.info && w.info->index == 0;
+}
+
+unsigned weir_worker_index(void)
+{
+    return w.info ? w.info->index : 0;
+}
+
+unsigned weir_worker_count(void)
+{
+    return w.info ? w.info->count : 0;
+}
