@@ -348,6 +348,7 @@ START_TEST(test_scan_limits)
 {
     size_t big = H1_MAX_START_LINE + 100;
     char *b = malloc(big + MAX_HDR * 2);
+    ck_assert_ptr_nonnull(b);
     /* Request line at the limit is fine. */
     size_t pre = strlen("GET /"), post = strlen(" HTTP/1.1");
     memcpy(b, "GET /", pre);
