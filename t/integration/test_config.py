@@ -1,0 +1,280 @@
+"""Command line and config checking (SPEC §3, §4): `weir -t -c FILE` exit 0/1 with
+"file:line:col: message" errors, all errors of a run reported, "did you mean",
+keys of modules that are not loaded; `weir -V`; usage errors exit 2.
+
+weir is run with cwd = the config's directory and `-c weir.yaml`, so the file is
+named "weir.yaml" in messages as in the SPEC; the absolute path is accepted too.
+Line/column numbers are 1-based and point at the offending key (for a bad value,
+the key or the value)."""
+
+import os
+import re
+import subprocess
+
+from conftest import MODULES_DIR, SOURCE_ROOT, WEIR_BIN, free_port
+
+
+def run(args, cwd, timeout=20):
+    p = subprocess.run([WEIR_BIN] + args, cwd=cwd, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def check(tmp_path, text):
+    (tmp_path / "weir.yaml").write_text(text)
+    return run(["-t", "-c", "weir.yaml"], str(tmp_path))
+
+
+def has_line(out, tmp_path, tail):
+    """A line equal to '<file>:<tail>' with <file> 'weir.yaml' or its absolute path."""
+    names = {"weir.yaml", str(tmp_path / "weir.yaml"), os.path.realpath(tmp_path / "weir.yaml")}
+    for ln in out.splitlines():
+        ln = ln.strip()
+        if ln.endswith(tail) and ln[:len(ln) - len(tail)] in {n + ":" for n in names}:
+            return True
+    return False
+
+
+def matching_lines(out, tmp_path, line_re):
+    names = "|".join(re.escape(n) for n in ("weir.yaml", str(tmp_path / "weir.yaml")))
+    rx = re.compile(r"^(?:%s):%s" % (names, line_re))
+    return [ln.strip() for ln in out.splitlines() if rx.match(ln.strip())]
+
+
+def base(port=None, modules=("router", "lb_roundrobin")):
+    """Lines 1..10 of a config; callers append from line 11 on."""
+    lines = [
+        "workers: 1",                                   # 1
+        "modules_dir: %s" % MODULES_DIR,                # 2
+        "pid_file: weir.pid",                           # 3
+        "error_log: {path: stderr, level: info}",      # 4
+        "modules:",                                     # 5
+    ]
+    mods = list(modules)
+    lines += ["  - %s" % m for m in mods]
+    while len(lines) < 8:
+        lines.append("# padding")
+    lines += ["listeners:",                             # 9
+              "  - address: 127.0.0.1:%d" % (port or free_port())]   # 10
+    assert len(lines) == 10
+    return lines
+
+
+GOOD_TAIL = [
+    "routes:",                          # 11
+    "  - path: /v1/",                   # 12
+    "    upstream: api",                # 13
+    "    methods: [GET, POST]",         # 14
+    "  - path: /",                      # 15
+    "    upstream: api",                # 16
+    "upstreams:",                       # 17
+    "  api:",                           # 18
+    "    balancer: roundrobin",         # 19
+    "    servers:",                     # 20
+    "      - address: 127.0.0.1:9001",  # 21
+    "        weight: 3",                # 22
+    "      - 127.0.0.1:9002",           # 23
+    "    read_timeout: 250ms",          # 24
+    "    connect_timeout: 2s",          # 25
+    "limits:",                          # 26
+    "  max_header_size: 16k",           # 27
+    "  client_header_timeout: 1m",      # 28
+]
+
+
+def test_good_config_exit_0(tmp_path):
+    rc, out, err = check(tmp_path, "\n".join(base() + GOOD_TAIL) + "\n")
+    assert rc == 0, out + err
+
+
+def test_default_etc_config_is_valid(tmp_path):
+    src = os.path.join(SOURCE_ROOT, "etc", "weir.yaml")
+    rc, out, err = run(["-t", "-c", src, "-M", MODULES_DIR], str(tmp_path))
+    assert rc == 0, out + err
+
+
+def test_unknown_key_did_you_mean_and_module_not_loaded(tmp_path):
+    # laid out so the two errors sit exactly where the SPEC's examples put them
+    lines = base(modules=("router", "lb_roundrobin", "rewrite")) + [
+        "routes:",                              # 11
+        "  - path: /v1/",                       # 12
+        "    upstream: api",                    # 13
+        "    rewite: \"^/v1/(.*)$ /$1\"",       # 14  <- col 5
+        "  - path: /",                          # 15
+        "    upstream: api",                    # 16
+        "upstreams:",                           # 17
+        "  api:",                               # 18
+        "    servers: [127.0.0.1:9001]",        # 19
+        "    health_check: {type: tcp}",        # 20  <- col 5
+    ]
+    assert lines[13].index("rewite") == 4 and lines[19].index("health_check") == 4
+    rc, out, err = check(tmp_path, "\n".join(lines) + "\n")
+    both = out + err
+    assert rc == 1, both
+    assert has_line(both, tmp_path,
+                    "14:5: unknown key 'rewite' in route (did you mean 'rewrite'?)"), both
+    # all errors of one run are reported, not just the first
+    assert has_line(both, tmp_path,
+                    "20:5: 'health_check' is provided by module 'healthcheck', "
+                    "which is not loaded"), both
+
+
+def test_module_key_without_module_alone(tmp_path):
+    lines = base() + [
+        "upstreams:",                           # 11
+        "  api:",                               # 12
+        "    servers: [127.0.0.1:9001]",        # 13
+        "    hash_key: \"$http_x_user\"",       # 14
+        "routes:",                              # 15
+        "  - path: /",                          # 16
+        "    upstream: api",                    # 17
+        "    request_headers: {set: {X-A: b}}",  # 18
+    ]
+    rc, out, err = check(tmp_path, "\n".join(lines) + "\n")
+    both = out + err
+    assert rc == 1, both
+    assert has_line(both, tmp_path, "14:5: 'hash_key' is provided by module 'lb_ketama', "
+                                    "which is not loaded"), both
+    assert has_line(both, tmp_path, "18:5: 'request_headers' is provided by module 'headers', "
+                                    "which is not loaded"), both
+
+
+def test_several_errors_all_printed(tmp_path):
+    lines = [
+        "wokers: 1",                            # 1  unknown top-level key
+        "modules_dir: %s" % MODULES_DIR,        # 2
+        "modules: [router, lb_roundrobin]",     # 3
+        "listeners:",                           # 4
+        "  - address: 127.0.0.1:%d" % free_port(),  # 5
+        "upstreams:",                           # 6
+        "  api:",                               # 7
+        "    servers: [127.0.0.1:9001]",        # 8
+        "    read_timeout: 5x",                 # 9  bad duration
+        "    keepalve: 10",                     # 10 unknown key in upstream
+        "routes:",                              # 11
+        "  - path: /",                          # 12
+        "    upstream: api",                    # 13
+        "    patth: /x",                        # 14 unknown key in route
+    ]
+    rc, out, err = check(tmp_path, "\n".join(lines) + "\n")
+    both = out + err
+    assert rc == 1, both
+    l1 = matching_lines(both, tmp_path, r"1:1: unknown key 'wokers'.*did you mean 'workers'")
+    l9 = matching_lines(both, tmp_path, r"9:(5|19): .*read_timeout|9:(5|19): .*5x")
+    l10 = matching_lines(both, tmp_path, r"10:5: unknown key 'keepalve' in upstream.*"
+                                         r"did you mean 'keepalive'")
+    l14 = matching_lines(both, tmp_path, r"14:5: unknown key 'patth' in route "
+                                         r"\(did you mean 'path'\?\)")
+    assert l1 and l9 and l10 and l14, both
+
+
+def test_bad_duration(tmp_path):
+    lines = base() + [
+        "upstreams:",                            # 11
+        "  api:",                                # 12
+        "    servers: [127.0.0.1:9001]",         # 13
+        "    connect_timeout: 3 seconds",        # 14
+        "routes:",                               # 15
+        "  - {path: /, upstream: api}",          # 16
+    ]
+    rc, out, err = check(tmp_path, "\n".join(lines) + "\n")
+    both = out + err
+    assert rc == 1, both
+    # names the key, at the key (col 5) or at the value (col 22)
+    assert matching_lines(both, tmp_path, r"14:(5|22): .*connect_timeout"), both
+
+
+def test_bad_size(tmp_path):
+    lines = base() + ["limits:", "  max_header_size: 16q"]   # 11, 12
+    rc, out, err = check(tmp_path, "\n".join(lines) + "\n")
+    both = out + err
+    assert rc == 1, both
+    assert matching_lines(both, tmp_path, r"12:(3|20): .*max_header_size"), both
+
+
+def test_bad_weight(tmp_path):
+    lines = base() + [
+        "upstreams:",                            # 11
+        "  api:",                                # 12
+        "    servers:",                          # 13
+        "      - address: 127.0.0.1:9001",       # 14
+        "        weight: 1001",                  # 15  (1..1000)
+        "routes:",                               # 16
+        "  - {path: /, upstream: api}",          # 17
+    ]
+    rc, out, err = check(tmp_path, "\n".join(lines) + "\n")
+    both = out + err
+    assert rc == 1, both
+    assert matching_lines(both, tmp_path, r"15:(9|17): .*weight"), both
+
+
+def test_route_to_unknown_upstream(tmp_path):
+    lines = base() + [
+        "upstreams:",                            # 11
+        "  api:",                                # 12
+        "    servers: [127.0.0.1:9001]",         # 13
+        "routes:",                               # 14
+        "  - path: /",                           # 15
+        "    upstream: apj",                     # 16
+    ]
+    rc, out, err = check(tmp_path, "\n".join(lines) + "\n")
+    both = out + err
+    assert rc == 1, both
+    assert matching_lines(both, tmp_path, r"16:(5|15): .*apj"), both
+
+
+def test_unknown_module(tmp_path):
+    lines = base(modules=("router", "lb_roundrobin", "nosuchmod")) + [
+        "upstreams: {api: {servers: [127.0.0.1:9001]}}",
+        "routes: [{path: /, upstream: api}]",
+    ]
+    rc, out, err = check(tmp_path, "\n".join(lines) + "\n")
+    both = out + err
+    assert rc == 1, both
+    assert matching_lines(both, tmp_path, r"8:(3|5): .*nosuchmod"), both
+
+
+def test_yaml_syntax_error(tmp_path):
+    lines = base() + ["upstreams: {api: {servers: [127.0.0.1:9001]}", "routes: []"]
+    rc, out, err = check(tmp_path, "\n".join(lines) + "\n")
+    both = out + err
+    assert rc == 1, both
+    assert matching_lines(both, tmp_path, r"\d+:\d+: "), both
+
+
+def test_missing_config_file(tmp_path):
+    rc, out, err = run(["-t", "-c", "nope.yaml"], str(tmp_path))
+    assert rc == 1, out + err
+    assert "nope.yaml" in out + err
+
+
+def test_version(tmp_path):
+    rc, out, err = run(["-V"], str(tmp_path))
+    both = out + err
+    assert rc == 0, both
+    ver = re.search(r"(?<![\w])version\s*:\s*'([^']+)'", open(os.path.join(SOURCE_ROOT, "meson.build")).read())
+    assert ver and ver.group(1) in both, both
+    hdr = open(os.path.join(SOURCE_ROOT, "include", "weir", "module.h")).read()
+    major = re.search(r"#define\s+WEIR_ABI_MAJOR\s+(\d+)", hdr).group(1)
+    minor = re.search(r"#define\s+WEIR_ABI_MINOR\s+(\d+)", hdr).group(1)
+    assert "ABI" in both.upper(), both
+    assert "%s.%s" % (major, minor) in both, both
+    assert "modules" in both.lower(), both     # modules dir is printed
+
+
+def test_usage_errors_exit_2(tmp_path):
+    for args in (["-Z"], ["-c"], ["-s", "bogus"], ["--no-such-option"], ["extra-argument"]):
+        rc, out, err = run(args, str(tmp_path))
+        assert rc == 2, "%r exited %d: %s" % (args, rc, out + err)
+
+
+def test_t_does_not_start_serving(tmp_path):
+    port = free_port()
+    rc, out, err = check(tmp_path, "\n".join(base(port) + GOOD_TAIL) + "\n")
+    assert rc == 0, out + err
+    import socket
+    s = socket.socket()
+    try:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "-t left something listening"
+    finally:
+        s.close()
