@@ -72,7 +72,8 @@ cmd_build() {
             # b_lundef=false: modules are dlopen'ed and resolve ASan symbols from the binary.
             build_dir build-asan -Db_sanitize=address,undefined -Db_lundef=false ;;
         --release)
-            build_dir build-release --buildtype=release ;;
+            # The benchmark needs only the binary and the modules.
+            build_dir build-release --buildtype=release -Dtests=false ;;
         *) die "build: unknown option '$1' (use --sanitize)" ;;
     esac
 }
