@@ -221,21 +221,16 @@ static void arm_recv(client_t *c)
     loop_recv(g_loop, c->fd, &c->recv_op);
 }
 
-static client_t *nobuf_waiters[64];
-static size_t nobuf_count;
-
-static void retry_nobuf(void)
+/* ENOBUFS: the recv stays counted in inflight while waiting, so the client
+ * cannot be freed under the waiter list. */
+static void retry_nobuf(buf_waiter_t *w)
 {
-    size_t n = nobuf_count;
-    nobuf_count = 0;
-    for (size_t i = 0; i < n; i++) {
-        client_t *c = nobuf_waiters[i];
-        c->inflight--;
-        if (c->closing)
-            maybe_free(c);
-        else
-            arm_recv(c);
-    }
+    client_t *c = (client_t *)((char *)w - offsetof(client_t, bufwait));
+    c->inflight--;
+    if (c->closing)
+        maybe_free(c);
+    else
+        arm_recv(c);
 }
 
 /* Appends bytes to in[], growing it up to the head limit. */
@@ -261,10 +256,9 @@ static void on_client_recv(loop_op_t *op, int res, unsigned flags)
     client_t *c = (client_t *)((char *)op - offsetof(client_t, recv_op));
     c->recv_armed = 0;
     int bid = (flags & IORING_CQE_F_BUFFER) ? (int)(flags >> IORING_CQE_BUFFER_SHIFT) : -1;
-    if (res == -ENOBUFS && !c->closing && nobuf_count < 64) {
-        /* the pool is empty: wait for a buffer to come back */
-        nobuf_waiters[nobuf_count++] = c;
-        loop_on_buffers(g_loop, retry_nobuf);
+    if (res == -ENOBUFS && !c->closing) {
+        c->bufwait.fn = retry_nobuf;
+        loop_wait_buffers(g_loop, &c->bufwait);
         return;
     }
     c->inflight--;
@@ -333,23 +327,30 @@ static void on_client_recv(loop_op_t *op, int res, unsigned flags)
 
 static void start_request(client_t *c, size_t head_len);
 
+/* A new request on c, tied to the connection before anything can fail. */
+static weir_request_t *attach_request(client_t *c)
+{
+    weir_request_t *r = request_new(c->cf);
+    if (!r)
+        return NULL;
+    r->client = c;
+    r->client_sa = &c->peer;
+    r->server_sa = &c->local;
+    r->listener = c->listener;
+    r->connection_id = c->id;
+    r->connection_requests = c->requests;
+    r->method = WEIR_STR("-");
+    r->version = 11;
+    c->r = r;
+    return r;
+}
+
 static void answer_status(client_t *c, int status)
 {
     weir_request_t *r = c->r;
-    if (!r) {
-        r = request_new(c->cf);
-        if (!r) {
-            client_close(c);
-            return;
-        }
-        r->client = c;
-        r->client_sa = &c->peer;
-        r->server_sa = &c->local;
-        r->listener = c->listener;
-        r->connection_id = c->id;
-        r->method = WEIR_STR("-");
-        r->version = 11;
-        c->r = r;
+    if (!r && !(r = attach_request(c))) {
+        client_close(c);
+        return;
     }
     c->close_after = 1;
     weir_respond(r, status, (weir_str_t){0});
@@ -376,12 +377,6 @@ static void try_head(client_t *c)
 static void fill_request(client_t *c, weir_request_t *r)
 {
     const h1_request_t *q = &c->req;
-    r->client = c;
-    r->client_sa = &c->peer;
-    r->server_sa = &c->local;
-    r->listener = c->listener;
-    r->connection_id = c->id;
-    r->connection_requests = c->requests;
     r->method = q->method;
     r->target = q->target;
     r->path = q->path;
@@ -417,14 +412,13 @@ static void phases_done(weir_request_t *r)
 
 static void start_request(client_t *c, size_t head_len)
 {
-    weir_request_t *r = request_new(c->cf);
+    c->requests++;
+    lazy_addresses(c);
+    weir_request_t *r = attach_request(c);
     if (!r) {
         client_close(c);
         return;
     }
-    c->r = r;
-    c->requests++;
-    lazy_addresses(c);
     const char *head = c->in + c->in_off;
     int rc = h1_parse_request(r->arena, &c->parser, head, head_len, &c->req);
     c->head_len = head_len;
@@ -436,6 +430,11 @@ static void start_request(client_t *c, size_t head_len)
         return;
     }
     fill_request(c, r);
+    rc = request_normalize_path(r);
+    if (rc < 0) {
+        answer_status(c, -rc);
+        return;
+    }
     if (c->req.framing == H1_FRAMING_LENGTH && c->listener->limits.max_body_size &&
         c->req.content_length > c->listener->limits.max_body_size) {
         answer_status(c, 413);

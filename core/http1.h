@@ -59,6 +59,7 @@ enum client_state {
 
 typedef struct client {
     loop_op_t recv_op, send_op;
+    buf_waiter_t bufwait;
     int fd;
     enum client_state state;
     unsigned inflight;

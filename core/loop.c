@@ -11,8 +11,6 @@
 
 struct loop *g_loop;
 
-static void (*buffers_waiter)(void);
-
 void loop_update_time(struct loop *l)
 {
     struct timespec ts;
@@ -90,6 +88,8 @@ int loop_init(struct loop *l, unsigned entries, unsigned nbufs, unsigned buf_siz
         io_uring_queue_exit(&l->ring);
         return ret;
     }
+    l->waiters = NULL;
+    l->waiters_tail = &l->waiters;
     loop_update_time(l);
     g_loop = l;
     return 0;
@@ -125,17 +125,23 @@ void loop_buf_release(struct loop *l, unsigned bid)
     io_uring_buf_ring_add(l->br, loop_buf(l, bid), l->buf_size, (unsigned short)bid,
                           io_uring_buf_ring_mask(l->nbufs), 0);
     io_uring_buf_ring_advance(l->br, 1);
-    if (buffers_waiter) {
-        void (*fn)(void) = buffers_waiter;
-        buffers_waiter = NULL;
-        fn();
+    buf_waiter_t *w = l->waiters;
+    if (w) {
+        l->waiters = w->next;
+        if (!l->waiters)
+            l->waiters_tail = &l->waiters;
+        w->next = NULL;
+        w->fn(w);
     }
 }
 
-void loop_on_buffers(struct loop *l, void (*fn)(void))
+void loop_wait_buffers(struct loop *l, buf_waiter_t *w)
 {
-    (void)l;
-    buffers_waiter = fn;
+    if (!l->waiters_tail)
+        l->waiters_tail = &l->waiters;
+    w->next = NULL;
+    *l->waiters_tail = w;
+    l->waiters_tail = &w->next;
 }
 
 /* ------------------------------------------------------------------ timers */

@@ -32,6 +32,13 @@ struct timer {
     timer_cb cb;
 };
 
+/* A receive that failed with ENOBUFS waits here (FIFO) until a buffer is
+ * released; fn runs once, from loop_buf_release. */
+typedef struct buf_waiter {
+    struct buf_waiter *next;
+    void (*fn)(struct buf_waiter *w);
+} buf_waiter_t;
+
 struct loop {
     struct io_uring ring;
     struct io_uring_buf_ring *br;
@@ -45,7 +52,7 @@ struct loop {
     struct timer **heap;
     size_t heap_len, heap_cap;
     int stop;
-    unsigned pending_sqes;
+    buf_waiter_t *waiters, **waiters_tail;
 };
 
 extern struct loop *g_loop;
@@ -74,8 +81,7 @@ static inline char *loop_buf(struct loop *l, unsigned bid)
 void loop_buf_release(struct loop *l, unsigned bid);
 /* Queue a recv into the buffer group on fd. */
 void loop_recv(struct loop *l, int fd, loop_op_t *op);
-/* Callback for when buffers become available after ENOBUFS. */
-void loop_on_buffers(struct loop *l, void (*fn)(void));
+void loop_wait_buffers(struct loop *l, buf_waiter_t *w);
 
 void timer_init(struct timer *t, timer_cb cb);
 /* Arm or move the timer to fire at now + delay_ms. */

@@ -31,6 +31,7 @@ enum up_state {
 
 struct upconn {
     loop_op_t connect_op, send_op, recv_op, poll_op;
+    buf_waiter_t bufwait;
     int fd;
     enum up_state state;
     weir_upstream_t *u;
@@ -332,7 +333,7 @@ static void on_up_send(loop_op_t *op, int res, unsigned flags)
     if (res < 0) {
         char why[128];
         snprintf(why, sizeof(why), "send failed: %s", strerror(-res));
-        up_fail(up, 502, !up->reused, why);
+        up_fail(up, 502, 0, why);
         return;
     }
     if (!sendq_advance(&up->sq, (size_t)res)) {
@@ -508,12 +509,8 @@ static void send_response_head(weir_request_t *r)
     sendq_add(c->sq, head, (size_t)n);
     c->head_sent = 1;
     c->state = C_RESPONSE;
-    if (up->parser.done || resp->framing == H1_FRAMING_NONE) {
-        up->state = U_SEND_DOWN;
-        client_send(c, proxy_response_sent);
-        return;
-    }
-    /* body bytes that arrived with the head go out with it */
+    /* body bytes that arrived with the head go out with it (framing NONE is
+     * done at once, which also marks the upstream message complete) */
     weir_str_t s[SENDQ_SLICES];
     size_t ns = 0;
     int done = 0;
@@ -590,6 +587,19 @@ static void head_complete(upconn_t *up, size_t head_len)
                        send_response_head);
 }
 
+static void up_retry_nobuf(buf_waiter_t *w)
+{
+    upconn_t *up = (upconn_t *)((char *)w - offsetof(upconn_t, bufwait));
+    up->inflight--;
+    if (up->closing) {
+        up_maybe_free(up);
+        return;
+    }
+    up->recv_armed = 1;
+    up->inflight++;
+    loop_recv(g_loop, up->fd, &up->recv_op);
+}
+
 static void on_up_recv(loop_op_t *op, int res, unsigned flags)
 {
     upconn_t *up = UP_FROM(op, recv_op);
@@ -606,8 +616,10 @@ static void on_up_recv(loop_op_t *op, int res, unsigned flags)
         return;
     }
     if (res == -ENOBUFS) {
-        /* pool exhausted: back off briefly through the timer path */
-        arm_up_recv(up);
+        /* pool exhausted: wait for a buffer; the read timer keeps running */
+        up->inflight++;
+        up->bufwait.fn = up_retry_nobuf;
+        loop_wait_buffers(g_loop, &up->bufwait);
         return;
     }
     client_t *c = up->c;
@@ -619,7 +631,7 @@ static void on_up_recv(loop_op_t *op, int res, unsigned flags)
                 up_fail(up, 502, 0, "keepalive connection closed by upstream");
                 return;
             }
-            up_fail(up, 502, !up->got_bytes,
+            up_fail(up, 502, 0,
                     res == 0 ? "upstream closed the connection before the response head"
                              : "recv failed before the response head");
             return;
@@ -700,12 +712,15 @@ static int retry_allowed(client_t *c)
            (long)r->tries <= r->upstream->retries;
 }
 
+/* count_failure: only connect errors and connect timeouts mark a peer toward
+ * max_fails (SPEC §7 "passive failures (connect errors)"); a server that
+ * accepted the connection and then misbehaved answers 502/504 but stays up. */
 static void up_fail(upconn_t *up, int status, int count_failure, const char *why)
 {
     client_t *c = up->c;
     weir_upstream_t *u = up->u;
     size_t peer = up->peer;
-    int stale = up->reused && !up->got_bytes && status == 502 && !count_failure;
+    int stale = up->reused && !up->got_bytes && status == 502 && up->state != U_CONNECT;
     log_error("upstream %s (%s): %s", u->name, u->peers[peer].address, why);
     if (count_failure)
         peer_report(u, peer, 0);
@@ -744,10 +759,10 @@ static void on_up_timer(struct timer *t)
         up_fail(up, 504, 1, "connect_timeout");
         return;
     case U_SEND:
-        up_fail(up, 504, 1, "write_timeout");
+        up_fail(up, 504, 0, "write_timeout");
         return;
     case U_READ_HEAD:
-        up_fail(up, 504, 1, "read_timeout waiting for the response head");
+        up_fail(up, 504, 0, "read_timeout waiting for the response head");
         return;
     case U_READ_BODY:
         log_error("upstream %s (%s): read_timeout in the response body; aborting the client",

@@ -365,3 +365,70 @@ size_t weir_upstream_peer_count(const weir_upstream_t *u) { return u->npeers; }
 const char *weir_peer_address(const weir_upstream_t *u, size_t i) { return u->peers[i].address; }
 unsigned weir_peer_weight(const weir_upstream_t *u, size_t i) { return u->peers[i].weight; }
 int weir_peer_is_backup(const weir_upstream_t *u, size_t i) { return u->peers[i].backup; }
+
+/* ------------------------------------------------------- path normalising */
+
+/* 1 for ".", 2 for "..", in any mix of literal and %2e spellings, else 0. */
+static int dot_segment(const char *s, size_t n)
+{
+    int dots = 0;
+    size_t i = 0;
+    while (i < n) {
+        if (s[i] == '.') {
+            i++;
+        } else if (n - i >= 3 && s[i] == '%' && s[i + 1] == '2' && (s[i + 2] | 0x20) == 'e') {
+            i += 3;
+        } else {
+            return 0;
+        }
+        if (++dots > 2)
+            return 0;
+    }
+    return dots;
+}
+
+static int may_have_dot_segment(weir_str_t p)
+{
+    for (size_t i = 0; i + 1 < p.len; i++)
+        if (p.data[i] == '/' && (p.data[i + 1] == '.' || p.data[i + 1] == '%'))
+            return 1;
+    return 0;
+}
+
+int request_normalize_path(weir_request_t *r)
+{
+    weir_str_t p = r->path;
+    if (p.len == 0 || p.data[0] != '/' || !may_have_dot_segment(p))
+        return 0;
+    char *out = arena_alloc_raw(r->arena, p.len + 2);
+    if (!out)
+        return -500;
+    size_t o = 0;
+    const char *s = p.data, *end = p.data + p.len;
+    while (s < end) {
+        const char *seg = s + 1;
+        const char *e = memchr(seg, '/', (size_t)(end - seg));
+        if (!e)
+            e = end;
+        int dots = dot_segment(seg, (size_t)(e - seg));
+        if (dots == 2) {
+            if (o == 0)
+                return -400; /* ".." above the root */
+            while (o > 0 && out[o - 1] != '/')
+                o--;
+            o--; /* drop the '/' that started the removed segment */
+        } else if (dots == 0) {
+            out[o++] = '/';
+            memcpy(out + o, seg, (size_t)(e - seg));
+            o += (size_t)(e - seg);
+        }
+        if (dots && e == end)
+            out[o++] = '/'; /* "/a/." and "/a/b/.." name a directory */
+        s = e;
+    }
+    if (o == 0)
+        out[o++] = '/';
+    r->path.data = out;
+    r->path.len = o;
+    return 0;
+}

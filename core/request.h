@@ -98,4 +98,9 @@ int peer_is_down(const weir_upstream_t *u, size_t i);
 
 uint64_t now_us(void);
 
+/* Resolves "." and ".." path segments (also spelled %2e) the way nginx does,
+ * so routing, rewrites and the upstream all see the same path; a ".." that
+ * climbs above "/" is -400. The original target stays in r->target. */
+int request_normalize_path(weir_request_t *r);
+
 #endif

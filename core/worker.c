@@ -13,7 +13,12 @@
 #include "request.h"
 
 #define RING_ENTRIES 4096
-#define RECV_BUFFERS 4096
+/* The buffer ring is FIFO, so a long transfer cycles through (and touches)
+ * every buffer: the pool size is the worker's fixed receive memory, 2 MiB.
+ * Buffers are held only between a receive and the send that forwards it, so
+ * this serves 64 connections streaming in both directions at once; beyond
+ * that, receives wait for a buffer (loop_wait_buffers) instead of failing. */
+#define RECV_BUFFERS 128
 #define RECV_BUFFER_SIZE 16384
 
 typedef struct acceptor {
