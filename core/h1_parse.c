@@ -63,10 +63,42 @@ static weir_str_t trim(const char *s, const char *e)
 /* Kind of a field by name; *removed is set for names that are never
  * forwarded (hop-by-hop, Content-Length, and underscore spellings of those,
  * which only count as removed, not as the real field). */
+/* True for a name with '_' whose letters, ignoring '_' and '-', spell a
+ * framing or hop-by-hop name ("Connection_", "_Transfer-Encoding"): such
+ * spellings are never forwarded, since some servers fold '_' into '-' or
+ * trim it. */
+static int underscore_hop_spelling(weir_str_t n)
+{
+    static const char *const squashed[] = {"te", "trailer", "upgrade", "connection",
+                                           "keepalive", "contentlength", "proxyconnection",
+                                           "transferencoding"};
+    char buf[32];
+    size_t k = 0;
+    if (!memchr(n.data, '_', n.len))
+        return 0;
+    for (size_t i = 0; i < n.len; i++) {
+        char c = n.data[i];
+        if (c == '_' || c == '-')
+            continue;
+        if (k == sizeof(buf) - 1)
+            return 0;
+        buf[k++] = (char)(c >= 'A' && c <= 'Z' ? c | 0x20 : c);
+    }
+    buf[k] = '\0';
+    for (size_t i = 0; i < sizeof(squashed) / sizeof(squashed[0]); i++)
+        if (strcmp(buf, squashed[i]) == 0)
+            return 1;
+    return 0;
+}
+
 static enum field_kind classify(weir_str_t n, int *removed)
 {
     int m;
     *removed = 0;
+    if (underscore_hop_spelling(n)) {
+        *removed = 1;
+        return FK_OTHER;
+    }
 #define MATCH(lit, kind, rm)                                                                   \
     do {                                                                                       \
         m = h1_name_match(n, lit, sizeof(lit) - 1);                                            \

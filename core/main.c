@@ -45,20 +45,21 @@ static void print_version(void)
     printf("build %s\n", WEIR_BUILD_OPTIONS);
 }
 
-static int signal_master(const char *name, const char *pid_file)
+static int signal_number(const char *name)
 {
     static const struct {
         const char *name;
         int sig;
     } table[] = {{"reload", SIGHUP}, {"stop", SIGTERM}, {"quit", SIGQUIT}, {"reopen", SIGUSR1}};
-    int sig = 0;
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (strcmp(name, table[i].name) == 0)
-            sig = table[i].sig;
-    if (!sig) {
-        fprintf(stderr, "weir: unknown signal '%s' (use reload, stop, quit or reopen)\n", name);
-        return 2;
-    }
+            return table[i].sig;
+    return 0;
+}
+
+static int signal_master(const char *name, const char *pid_file)
+{
+    int sig = signal_number(name);
     FILE *f = fopen(pid_file, "r");
     long pid = 0;
     if (!f || fscanf(f, "%ld", &pid) != 1 || pid <= 0) {
@@ -100,6 +101,11 @@ int main(int argc, char **argv)
     if (optind != argc) {
         fprintf(stderr, "weir: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
+        return 2;
+    }
+    if (signal_name && !signal_number(signal_name)) {
+        fprintf(stderr, "weir: unknown signal '%s' (use reload, stop, quit or reopen)\n",
+                signal_name);
         return 2;
     }
     weir_conf_t *cf = conf_load(&copt);
