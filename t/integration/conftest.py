@@ -245,13 +245,16 @@ class Response:
         self.chunked = False
         self.trailers = Headers()
         self.interim = []        # 1xx responses seen before the final one
+        self.timeout = False      # raw_request: nothing (complete) arrived in time
+        self.closed = None
 
     def json(self):
         return json.loads(self.body)
 
     def __repr__(self):
-        return "<Response %s %s headers=%r body=%r... complete=%s>" % (
-            self.status, self.reason, list(self.headers)[:12], self.body[:200], self.complete)
+        return "<Response %s %s headers=%r body=%r... complete=%s%s>" % (
+            self.status, self.reason, list(self.headers)[:12], self.body[:200], self.complete,
+            " TIMEOUT" if self.timeout else "")
 
 
 def _read_chunked(rd, out, max_body=None):
@@ -379,6 +382,12 @@ def raw_request(port, data, method=None, timeout=10.0, check_close=False):
             r = read_response(rd, method)
         except (ConnectionResetError, Eof):
             r = None
+        except socket.timeout:          # no (complete) response head in time
+            r = Response()
+            r.timeout = True
+            r.body = bytes(rd.buf)
+            r.closed = False
+            return r
         except ValueError:              # not HTTP: report it as "no status"
             r = Response()
             r.body = bytes(rd.buf)

@@ -16,6 +16,12 @@ def _log_grew(w, before, timeout=3.0):
     return wait_for(lambda: any(ln.strip() for ln in w.log()[before:].splitlines()), timeout)
 
 
+# A failed request counts toward max_fails (default 1), which would mark the only
+# server down and turn the follow-up request into a 503.  Tests that check "the
+# worker goes on" with the same upstream therefore raise max_fails.
+KEEP_UP = {"max_fails": 1000, "retries": 0}
+
+
 def _dead_addr():
     return "127.0.0.1:%d" % free_port()
 
@@ -44,7 +50,7 @@ def test_502_connect_refused(weir):
 
 def test_502_upstream_closes_without_response(weir, backend):
     b = backend()
-    w = simple_proxy(weir, b)
+    w = simple_proxy(weir, b, upstream_extra=KEEP_UP)
     r = get(w.port, "/close")
     assert r.status == 502, r
     assert get(w.port, "/echo").status == 200
@@ -52,7 +58,7 @@ def test_502_upstream_closes_without_response(weir, backend):
 
 def test_502_garbage_status_line(weir, backend):
     b = backend()
-    w = simple_proxy(weir, b)
+    w = simple_proxy(weir, b, upstream_extra=KEEP_UP)
     before = len(w.log())
     r = get(w.port, "/garbage")
     assert r.status == 502, r
@@ -85,7 +91,7 @@ def test_502_invalid_upstream_response(weir, backend, raw):
         time.sleep(0.3)
         return False
     b.on("/bad", bad)
-    w = simple_proxy(weir, b)
+    w = simple_proxy(weir, b, upstream_extra=KEEP_UP)
     r = get(w.port, "/bad")
     assert r.status == 502, r
     # the bad upstream connection is not pooled: the next request opens a new one
@@ -167,7 +173,7 @@ def test_server_recovers_after_fail_timeout(weir, backend):
 
 def test_504_read_timeout(weir, backend):
     b = backend()
-    w = simple_proxy(weir, b, upstream_extra={"read_timeout": "500ms", "retries": 0})
+    w = simple_proxy(weir, b, upstream_extra=dict(KEEP_UP, read_timeout="500ms"))
     before = len(w.log())
     t0 = time.monotonic()
     r = get(w.port, "/delay/4000", timeout=15)
@@ -195,7 +201,7 @@ def _aborted(port, path):
                                           (b"/resetchunked/20000", True)])
 def test_upstream_reset_mid_response_aborts_client(weir, backend, path, chunked):
     b = backend()
-    w = simple_proxy(weir, b)
+    w = simple_proxy(weir, b, upstream_extra=KEEP_UP)
     workers = w.wait_workers(1)
     r = _aborted(w.port, path)
     # Two valid outcomes (SPEC §6): weir had not sent the head yet -> 502; or the
