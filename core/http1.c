@@ -430,6 +430,9 @@ static void start_request(client_t *c, size_t head_len)
         return;
     }
     fill_request(c, r);
+    c->continue_sent = 0;
+    if (r->expect_continue)
+        headers_del(&r->headers, WEIR_STR("expect"));
     rc = request_normalize_path(r);
     if (rc < 0) {
         answer_status(c, -rc);
@@ -475,9 +478,26 @@ static void start_request(client_t *c, size_t head_len)
     request_run_phases(r, WEIR_PHASE_REQUEST, WEIR_PHASE_UPSTREAM_REQUEST, phases_done);
 }
 
+static void continue_sent(client_t *c)
+{
+    (void)c;
+}
+
 void client_read_body(client_t *c)
 {
     c->state = C_BODY;
+    /* Expect: 100-continue: weir answers it itself when it starts reading the
+     * body (as nginx does) and never forwards Expect, so the client is not
+     * kept waiting by an upstream that does not know the request has a body
+     * coming, and a 1xx from upstream can never be confused with ours. */
+    if (c->r->expect_continue && !c->continue_sent && c->in_off == c->in_len &&
+        c->nbody0 == 0) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        c->continue_sent = 1;
+        sendq_reset(c->sq);
+        sendq_add(c->sq, cont, sizeof(cont) - 1);
+        client_send(c, continue_sent);
+    }
     /* leftover bytes that did not fit the slice array on the last feed */
     if (c->in_off < c->in_len) {
         weir_str_t s[SENDQ_SLICES];

@@ -63,7 +63,8 @@ typedef struct client {
     int fd;
     enum client_state state;
     unsigned inflight;
-    unsigned recv_armed : 1, send_armed : 1, closing : 1, close_after : 1, head_sent : 1;
+    unsigned recv_armed : 1, send_armed : 1, closing : 1, close_after : 1, head_sent : 1,
+        continue_sent : 1;
     struct timer timer;
     const weir_conf_t *cf;
     const weir_listener_t *listener;
