@@ -29,6 +29,8 @@ static void on_client_timer(struct timer *t);
 static void client_close(client_t *c);
 static void try_head(client_t *c);
 static void arm_recv(client_t *c);
+static void answer_status(client_t *c, int status);
+static int body_over_limit(client_t *c, const weir_str_t *s, size_t n);
 
 int http1_init(const weir_conf_t *cf)
 {
@@ -306,6 +308,11 @@ static void on_client_recv(loop_op_t *op, int res, unsigned flags)
                 return;
             }
         }
+        if (body_over_limit(c, s, ns)) {
+            loop_buf_release(g_loop, (unsigned)bid);
+            answer_status(c, 413);
+            return;
+        }
         proxy_forward_body(c, s, ns, bid, done);
         return;
     }
@@ -321,6 +328,16 @@ static void on_client_recv(loop_op_t *op, int res, unsigned flags)
     }
     if (c->state == C_HEAD)
         try_head(c);
+}
+
+/* Counts decoded body bytes; true once a chunked body passes max_body_size
+ * (a Content-Length body over it was refused before reading). */
+static int body_over_limit(client_t *c, const weir_str_t *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        c->body_bytes += s[i].len;
+    uint64_t max = c->listener->limits.max_body_size;
+    return max && c->body_bytes > max;
 }
 
 /* ----------------------------------------------------------- request head */
@@ -450,6 +467,7 @@ static void start_request(client_t *c, size_t head_len)
         return;
     }
     /* body bytes already received with the head */
+    c->body_bytes = 0;
     c->body_done = 0;
     c->body_retained = 0;
     c->nbody0 = 0;
@@ -472,6 +490,10 @@ static void start_request(client_t *c, size_t head_len)
         c->in_off += (size_t)k;
         r->request_length += (size_t)k;
         c->body_done = c->body_retained = done;
+        if (body_over_limit(c, c->body0, c->nbody0)) {
+            answer_status(c, 413);
+            return;
+        }
     }
     c->state = C_PHASES;
     client_arm_timer(c, 0);
@@ -512,6 +534,10 @@ void client_read_body(client_t *c)
         c->in_off += (size_t)k;
         c->r->request_length += (size_t)k;
         c->body_done = done;
+        if (body_over_limit(c, s, ns)) {
+            answer_status(c, 413);
+            return;
+        }
         proxy_forward_body(c, s, ns, -1, done);
         return;
     }

@@ -85,6 +85,7 @@ typedef struct client {
     int send_bid;          /* provided buffer the pending send reads from, or -1 */
     upconn_t *send_bid_owner;
     int body_done;         /* request body fully read from the client */
+    uint64_t body_bytes;   /* decoded request body bytes so far */
     int body_retained;     /* all of the body is in in[] (safe to resend) */
     weir_str_t *body0;     /* body slices found in in[] after the head */
     size_t nbody0;
