@@ -65,6 +65,7 @@ static void on_up_recv(loop_op_t *op, int res, unsigned flags);
 static void on_up_poll(loop_op_t *op, int res, unsigned flags);
 static void on_up_timer(struct timer *t);
 static void up_fail(upconn_t *up, int status, int count_failure, const char *why);
+static void up_fail_errno(upconn_t *up, int status, int count_failure, const char *what, int err);
 static void read_response(upconn_t *up);
 static void connect_peer(client_t *c);
 
@@ -237,9 +238,7 @@ static void on_connect(loop_op_t *op, int res, unsigned flags)
         return;
     }
     if (res < 0) {
-        char why[128];
-        snprintf(why, sizeof(why), "connect() failed: %s", strerror(-res));
-        up_fail(up, 502, 1, why);
+        up_fail_errno(up, 502, 1, "connect() failed", -res);
         return;
     }
     if (up->c)
@@ -331,9 +330,7 @@ static void on_up_send(loop_op_t *op, int res, unsigned flags)
         return;
     }
     if (res < 0) {
-        char why[128];
-        snprintf(why, sizeof(why), "send failed: %s", strerror(-res));
-        up_fail(up, 502, 0, why);
+        up_fail_errno(up, 502, 0, "send failed", -res);
         return;
     }
     if (!sendq_advance(&up->sq, (size_t)res)) {
@@ -393,16 +390,22 @@ static void response_done(client_t *c, upconn_t *up)
 
 static void stream_more(client_t *c);
 
-static void send_body_slices(client_t *c, upconn_t *up, const weir_str_t *s, size_t n, int done,
-                             int bid)
+/* Appends response body slices, framed for the client, to its send queue. */
+static void queue_body(client_t *c, const weir_str_t *s, size_t n, int done)
 {
     int chunked = c->down_framing == H1_FRAMING_CHUNKED;
-    sendq_reset(c->sq);
     sendq_add_body(c->sq, s, n, chunked);
     for (size_t i = 0; i < n; i++)
         c->r->body_bytes_sent += s[i].len;
     if (done && chunked)
         sendq_add(c->sq, H1_LAST_CHUNK, 5);
+}
+
+static void send_body_slices(client_t *c, upconn_t *up, const weir_str_t *s, size_t n, int done,
+                             int bid)
+{
+    sendq_reset(c->sq);
+    queue_body(c, s, n, done);
     up->state = U_SEND_DOWN;
     timer_cancel(g_loop, &up->timer);
     if (c->sq->left == 0) {
@@ -528,12 +531,7 @@ static void send_response_head(weir_request_t *r)
     up->in_off += (size_t)k;
     if (done && up->in_off < up->in_len)
         up->keepalive = 0;
-    int chunked = c->down_framing == H1_FRAMING_CHUNKED;
-    sendq_add_body(c->sq, s, ns, chunked);
-    for (size_t i = 0; i < ns; i++)
-        r->body_bytes_sent += s[i].len;
-    if (done && chunked)
-        sendq_add(c->sq, H1_LAST_CHUNK, 5);
+    queue_body(c, s, ns, done);
     up->state = U_SEND_DOWN;
     client_send(c, proxy_response_sent);
 }
@@ -748,6 +746,13 @@ static void up_fail(upconn_t *up, int status, int count_failure, const char *why
     client_send_answer(r);
 }
 
+static void up_fail_errno(upconn_t *up, int status, int count_failure, const char *what, int err)
+{
+    char why[160];
+    snprintf(why, sizeof(why), "%s: %s", what, strerror(err));
+    up_fail(up, status, count_failure, why);
+}
+
 static void on_up_timer(struct timer *t)
 {
     upconn_t *up = UP_FROM(t, timer);
@@ -816,11 +821,8 @@ static void connect_peer(client_t *c)
     up->c = c;
     c->up = up;
     int rc = up_connect(up);
-    if (rc < 0) {
-        char why[128];
-        snprintf(why, sizeof(why), "socket() failed: %s", strerror(-rc));
-        up_fail(up, 502, 0, why);
-    }
+    if (rc < 0)
+        up_fail_errno(up, 502, 0, "socket() failed", -rc);
 }
 
 void proxy_start(weir_request_t *r)
