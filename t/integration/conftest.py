@@ -800,6 +800,18 @@ def proc_status_kb(pid, key):
     raise KeyError(key)
 
 
+try:
+    _prctl = ctypes.CDLL(None).prctl     # resolved here, not in the forked child
+except Exception:
+    _prctl = None
+
+
+def _die_with_parent():
+    # if pytest is killed, do not leave a weir master behind (PR_SET_PDEATHSIG)
+    if _prctl is not None:
+        _prctl(1, 9, 0, 0, 0)
+
+
 class Weir:
     """One weir master started in the foreground from a config in tmpdir."""
 
@@ -848,7 +860,8 @@ class Weir:
         cmd += list(args or [])
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.logf,
-                                     stderr=self.logf, cwd=self.dir, start_new_session=True)
+                                     stderr=self.logf, cwd=self.dir, start_new_session=True,
+                                     preexec_fn=_die_with_parent)
         self.pid = self.proc.pid
         if wait:
             self.wait_ready(timeout)

@@ -154,7 +154,7 @@ def proxy(tmp_path_factory):
 
 
 def _sentinel(w, b, name):
-    r = get(w.port, "/sentinel/" + name)
+    r = get(w.port, "/sentinel/" + name, timeout=5)
     assert r.status == 200, "weir stopped serving after case %s: %r" % (name, r)
     time.sleep(0.05)
 
@@ -162,7 +162,7 @@ def _sentinel(w, b, name):
 def _run(proxy, name, data, expected):
     w, b = proxy
     before = len(b.requests)
-    r = raw_request(w.port, data, check_close=True, timeout=10)
+    r = raw_request(w.port, data, check_close=True, timeout=5)
     _sentinel(w, b, name)
     new = [q for q in b.requests[before:] if not q.path.startswith("/sentinel/")]
     return r, new
