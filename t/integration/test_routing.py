@@ -1,6 +1,8 @@
 """Module router (SPEC §7): host exact > wildcard > hostless; exact path > longest
 prefix > regexes in config order; methods; 404 when nothing matches."""
 
+import pytest
+
 from conftest import get
 
 
@@ -121,3 +123,22 @@ def test_many_prefix_routes(weir, backend):
         r = get(w.port, "/p%d/x" % i)
         assert r.status == 200 and r.json()["path"] == "/p%d/x" % i, r
     assert get(w.port, "/p2000/x").status == 404
+
+
+@pytest.mark.parametrize("path", ["/a/../b", "/a/%2e%2e/b"])
+def test_dot_segments_do_not_escape_prefix(weir, backend, path):
+    # route /b/ must not be reachable from /a/... by dot segments, and /a/ route
+    # must see a path it can trust.  Accept 400 (refused) or routing by the
+    # normalised path (nginx normalises "/a/../b" to "/b").
+    w, bs = _setup(weir, backend, [
+        {"name": "a", "path": "/a/"},
+        {"name": "b", "path": "/b"},
+    ])
+    who = _who(w.port, path)
+    assert who in ("b", 400, 404), who
+
+
+def test_dot_segments_above_root_refused(weir, backend):
+    # ".." that climbs above "/" has no normalised form: 400, never forwarded
+    w, bs = _setup(weir, backend, [{"name": "a", "path": "/"}])
+    assert _who(w.port, "/../etc/passwd") == 400

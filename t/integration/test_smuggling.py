@@ -141,7 +141,7 @@ def test_smuggler_corpus(proxy):
 
 @pytest.mark.parametrize("hdr", [b"Transfer_Encoding: chunked", b"Content_Length: 99",
                                  b"Keep_Alive: timeout=1", b"Proxy_Connection: close",
-                                 b"Transfer_encoding: chunked"])
+                                 b"Transfer_encoding: chunked", b"Connection_: close"])
 def test_underscore_variants_dropped(proxy, hdr):
     """SPEC §6: underscore variants of framing and hop-by-hop names ('-' written as
     '_') are dropped, not forwarded (and not a reason to refuse the request)."""
