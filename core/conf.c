@@ -403,24 +403,6 @@ static int inst_init(struct loader *L, struct inst *in, int sidx, const weir_nod
     return 0;
 }
 
-/* Keys valid somewhere near: the core's for this scope, loaded modules',
- * and the standard modules' (as modload knows them), for "did you mean". */
-static const struct {
-    const char *key;
-    unsigned scopes;
-} standard_keys[] = {
-    {"host", WEIR_SCOPE_ROUTE},
-    {"path", WEIR_SCOPE_ROUTE},
-    {"methods", WEIR_SCOPE_ROUTE},
-    {"rewrite", WEIR_SCOPE_ROUTE},
-    {"redirect", WEIR_SCOPE_ROUTE},
-    {"request_headers", WEIR_SCOPE_ROUTE},
-    {"response_headers", WEIR_SCOPE_ROUTE},
-    {"access_log", WEIR_SCOPE_MAIN | WEIR_SCOPE_ROUTE},
-    {"hash_key", WEIR_SCOPE_UPSTREAM},
-    {"health_check", WEIR_SCOPE_UPSTREAM},
-    {"tls", WEIR_SCOPE_LISTENER | WEIR_SCOPE_UPSTREAM},
-};
 
 /* One key of a scope mapping that the core schema does not own. */
 static int module_key(struct loader *L, struct inst *in, const weir_node_t *k,
@@ -475,9 +457,7 @@ static int module_key(struct loader *L, struct inst *in, const weir_node_t *k,
     for (size_t i = 0; i < L->ndirs && nc < cap; i++)
         if (L->dirs[i].d->scopes & bit)
             cands[nc++] = L->dirs[i].d->key;
-    for (size_t i = 0; i < sizeof(standard_keys) / sizeof(standard_keys[0]) && nc < cap; i++)
-        if ((standard_keys[i].scopes & bit) && modload_known_owner(bit, standard_keys[i].key))
-            cands[nc++] = standard_keys[i].key;
+    nc += modload_known_keys(bit, cands + nc, cap - nc);
     unknown_key(cf, k, word, cands, nc);
     free(cands);
     return -1;
@@ -1216,15 +1196,11 @@ static void resolve_balancers(struct loader *L)
         weir_upstream_t *u = &cf->upstreams[i];
         const weir_node_t *at = L->upstream_balancer[i] ? L->upstream_balancer[i]
                                                         : L->upstream_key[i];
-        const char *owner = NULL;
 
         u->balancer = find_balancer(cf, u->balancer_name, &u->balancer_module);
         if (u->balancer)
             continue;
-        if (strcmp(u->balancer_name, "roundrobin") == 0)
-            owner = "lb_roundrobin";
-        else if (strcmp(u->balancer_name, "ketama") == 0)
-            owner = "lb_ketama";
+        const char *owner = modload_known_balancer_owner(u->balancer_name);
         if (owner) {
             if (!name_failed(L, owner))
                 weir_conf_error(cf, at, "balancer '%s' is provided by module '%s', which is "

@@ -172,6 +172,26 @@ const char *modload_known_owner(unsigned scope, const char *key)
     return NULL;
 }
 
+size_t modload_known_keys(unsigned scope, const char **out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof(known_keys) / sizeof(known_keys[0]) && n < cap; i++)
+        if (known_keys[i].scope & scope)
+            out[n++] = known_keys[i].key;
+    return n;
+}
+
+const char *modload_known_balancer_owner(const char *name)
+{
+    static const struct {
+        const char *balancer, *module;
+    } known_balancers[] = {{"roundrobin", "lb_roundrobin"}, {"ketama", "lb_ketama"}};
+    for (size_t i = 0; i < sizeof(known_balancers) / sizeof(known_balancers[0]); i++)
+        if (strcmp(known_balancers[i].balancer, name) == 0)
+            return known_balancers[i].module;
+    return NULL;
+}
+
 /* Where a hook failure without its own message is reported: the modules:
  * key when the config has one. */
 static const weir_node_t *modules_node(const weir_conf_t *cf)

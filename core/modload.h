@@ -36,6 +36,12 @@ void modload_close(module_slot_t *slot);
 /* For a key not owned by any loaded module: the standard module that would
  * own it in this scope (a weir_scope_t bit), or NULL. */
 const char *modload_known_owner(unsigned scope, const char *key);
+/* Puts the standard modules' keys valid in `scope` into out (for "did you
+ * mean" suggestions); returns how many, at most cap. */
+size_t modload_known_keys(unsigned scope, const char **out, size_t cap);
+/* The standard module that registers balancer `name` ("ketama" ->
+ * "lb_ketama"), or NULL. */
+const char *modload_known_balancer_owner(const char *name);
 
 /* Calls hook `which` of every module in modules: order (skipping modules whose
  * descriptor is too short to have the field). Every hook runs even after one
