@@ -155,7 +155,7 @@ void client_arm_timer(client_t *c, uint64_t ms)
 
 static void client_free(client_t *c)
 {
-    timer_cancel(g_loop, &c->timer);
+    timer_detach(g_loop, &c->timer);
     if (c->prev)
         c->prev->next = c->next;
     else

@@ -83,7 +83,6 @@ typedef struct client {
     upconn_t *up;
     sendq_t *sq;           /* in the request arena */
     int send_bid;          /* provided buffer the pending send reads from, or -1 */
-    upconn_t *send_bid_owner;
     int body_done;         /* request body fully read from the client */
     uint64_t body_bytes;   /* decoded request body bytes so far */
     int body_retained;     /* all of the body is in in[] (safe to resend) */

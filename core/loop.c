@@ -235,6 +235,12 @@ void timer_after(struct loop *l, struct timer *t, uint64_t delay_ms)
 
 void timer_cancel(struct loop *l, struct timer *t)
 {
+    (void)l;
+    t->deadline = 0;
+}
+
+void timer_detach(struct loop *l, struct timer *t)
+{
     t->deadline = 0;
     if (t->heap_index != SIZE_MAX)
         heap_remove(l, t);

@@ -20,7 +20,7 @@ struct loop_op {
     loop_cb cb;
 };
 
-typedef struct timer timer_t_;
+struct timer;
 typedef void (*timer_cb)(struct timer *t);
 /* A timer's deadline may be moved later without touching the heap (the heap
  * entry re-queues itself when it fires early), so per-I/O deadline updates
@@ -86,7 +86,11 @@ void loop_wait_buffers(struct loop *l, buf_waiter_t *w);
 void timer_init(struct timer *t, timer_cb cb);
 /* Arm or move the timer to fire at now + delay_ms. */
 void timer_after(struct loop *l, struct timer *t, uint64_t delay_ms);
+/* Disarms the timer. Cheap: the heap entry stays and is dropped when it
+ * comes up, so cancel-then-rearm on every I/O costs no heap work. */
 void timer_cancel(struct loop *l, struct timer *t);
+/* Takes the timer out of the heap; required before freeing its owner. */
+void timer_detach(struct loop *l, struct timer *t);
 
 /* Probe whether io_uring can be used at all; 0 or -errno with a message
  * suitable for the user in msg. */

@@ -88,7 +88,7 @@ static void pool_remove(upconn_t *up)
 
 static void up_free(upconn_t *up)
 {
-    timer_cancel(g_loop, &up->timer);
+    timer_detach(g_loop, &up->timer);
     free(up->in);
     free(up);
 }

@@ -212,8 +212,6 @@ int request_pick_peer(weir_request_t *r)
         if (!r->tried)
             return -1;
     }
-    size_t ctx_module = u->balancer_module;
-    (void)ctx_module;
     int i = u->balancer->pick(r, u, u->balancer_state);
     if (i < 0 || (size_t)i >= u->npeers)
         return -1;

@@ -271,7 +271,7 @@ void weir_timer_free(weir_timer_t *t)
 {
     if (!t)
         return;
-    timer_cancel(g_loop, &t->t);
+    timer_detach(g_loop, &t->t);
     free(t);
 }
 
