@@ -52,7 +52,8 @@ static int out_fmt(weir_request_t *r, weir_str_t *out, const char *fmt, ...)
 /* Address text and port of a sockaddr. */
 static int addr_text(weir_request_t *r, const sockaddr_any_t *sa, int want_port, weir_str_t *out)
 {
-    if (!sa)
+    request_resolve_addresses(r);
+    if (!sa || !sa->len)
         return 1;
     char host[INET6_ADDRSTRLEN + 8];
     const struct sockaddr *s = (const struct sockaddr *)&sa->ss;
@@ -88,7 +89,7 @@ GETTER(v_args) { UNUSED_SFX; return r->query.len ? out_str(r->query, out) : 1; }
 GETTER(v_route) { UNUSED_SFX; return r->route ? out_cstr(r->route->name, out) : 1; }
 GETTER(v_upstream) { UNUSED_SFX; return r->upstream ? out_cstr(r->upstream->name, out) : 1; }
 GETTER(v_upstream_addr) { UNUSED_SFX; return out_cstr(r->upstream_addr, out); }
-GETTER(v_request_id) { UNUSED_SFX; return out_cstr(r->request_id, out); }
+GETTER(v_request_id) { UNUSED_SFX; return out_cstr(request_id(r), out); }
 
 GETTER(v_protocol)
 {

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "arena.h"
@@ -20,7 +19,6 @@
 
 static client_t *all_clients;
 static uint64_t next_conn_id = 1;
-static uint64_t rng_state;
 static const weir_conf_t *g_cf;
 
 static void on_client_recv(loop_op_t *op, int res, unsigned flags);
@@ -30,25 +28,14 @@ static void client_close(client_t *c);
 static void try_head(client_t *c);
 static void arm_recv(client_t *c);
 static void answer_status(client_t *c, int status);
+static void resolve_addresses(weir_request_t *r);
 static int body_over_limit(client_t *c, const weir_str_t *s, size_t n);
 
 int http1_init(const weir_conf_t *cf)
 {
     g_cf = cf;
-    if (getrandom(&rng_state, sizeof(rng_state), 0) != sizeof(rng_state))
-        rng_state = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
-    rng_state |= 1;
     request_on_answer = client_send_answer;
-    return 0;
-}
-
-static uint64_t rng_next(void)
-{
-    /* xorshift64*: request ids need uniqueness, not secrecy */
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    return rng_state * 0x2545f4914f6cdd1dull;
+    return proxy_init(cf);
 }
 
 /* ------------------------------------------------------------------ sendq */
@@ -356,6 +343,7 @@ static weir_request_t *attach_request(client_t *c)
     r->listener = c->listener;
     r->connection_id = c->id;
     r->connection_requests = c->requests;
+    r->resolve_addresses = resolve_addresses;
     r->method = WEIR_STR("-");
     r->version = 11;
     c->r = r;
@@ -405,15 +393,11 @@ static void fill_request(client_t *c, weir_request_t *r)
     r->keepalive = q->keepalive;
     r->expect_continue = q->expect_continue;
     r->has_body = q->framing != H1_FRAMING_NONE;
-    uint64_t a = rng_next(), b = rng_next();
-    snprintf(r->request_id, sizeof(r->request_id), "%016llx%016llx", (unsigned long long)a,
-             (unsigned long long)b);
 }
 
-static void lazy_addresses(client_t *c)
+static void resolve_addresses(weir_request_t *r)
 {
-    if (c->peer.len)
-        return;
+    client_t *c = r->client;
     c->peer.len = sizeof(c->peer.ss);
     getpeername(c->fd, (struct sockaddr *)&c->peer.ss, &c->peer.len);
     c->local.len = sizeof(c->local.ss);
@@ -430,7 +414,6 @@ static void phases_done(weir_request_t *r)
 static void start_request(client_t *c, size_t head_len)
 {
     c->requests++;
-    lazy_addresses(c);
     weir_request_t *r = attach_request(c);
     if (!r) {
         client_close(c);
@@ -617,7 +600,7 @@ static weir_str_t render_error_page(weir_request_t *r, const char *reason)
             sub = reason;
             skip = 10;
         } else if (strncmp(p, "{{request_id}}", 14) == 0) {
-            sub = r->request_id;
+            sub = request_id(r);
             skip = 14;
         }
         if (sub) {

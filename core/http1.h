@@ -112,6 +112,7 @@ void client_send(client_t *c, void (*after)(client_t *c));
 void client_arm_timer(client_t *c, uint64_t ms);
 
 /* Proxy side (proxy.c). */
+int proxy_init(const weir_conf_t *cf);
 void proxy_start(weir_request_t *r);
 /* The client delivered request body bytes in provided buffer bid (already
  * decoded into slices); forward them, then release the buffer. */

@@ -57,7 +57,6 @@ typedef struct pool {
 } pool_t;
 
 static pool_t *pools; /* per upstream index */
-static size_t npools;
 
 static void on_connect(loop_op_t *op, int res, unsigned flags);
 static void on_up_send(loop_op_t *op, int res, unsigned flags);
@@ -825,18 +824,15 @@ static void connect_peer(client_t *c)
         up_fail_errno(up, 502, 0, "socket() failed", -rc);
 }
 
+int proxy_init(const weir_conf_t *cf)
+{
+    pools = calloc(cf->nupstreams + 1, sizeof(pool_t));
+    return pools ? 0 : -1;
+}
+
 void proxy_start(weir_request_t *r)
 {
     client_t *c = r->client;
-    if (!pools) {
-        npools = r->cf->nupstreams;
-        pools = calloc(npools + 1, sizeof(pool_t));
-        if (!pools) {
-            weir_respond(r, 500, (weir_str_t){0});
-            client_send_answer(r);
-            return;
-        }
-    }
     c->sq = arena_alloc(r->arena, sizeof(sendq_t));
     c->up_framing = c->req.framing;
     size_t hsz = h1_request_size(r->method, r->path, r->query, r->host_header, &r->headers,

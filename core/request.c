@@ -1,8 +1,11 @@
 #include "request.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "log.h"
@@ -19,6 +22,37 @@ static struct arena *arena_cache[ARENA_CACHE_MAX];
 static size_t arena_cache_len;
 
 void (*request_on_answer)(weir_request_t *r);
+
+static uint64_t rng_state;
+
+/* xorshift64*, seeded per worker on first use (after fork, so workers differ):
+ * request ids need uniqueness, not secrecy. */
+static uint64_t rng_next(void)
+{
+    if (!rng_state) {
+        if (getrandom(&rng_state, sizeof(rng_state), 0) != sizeof(rng_state))
+            rng_state = (uint64_t)getpid() * 0x9e3779b97f4a7c15ull;
+        rng_state |= 1;
+    }
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return rng_state * 0x2545f4914f6cdd1dull;
+}
+
+const char *request_id(weir_request_t *r)
+{
+    if (!r->request_id[0])
+        snprintf(r->request_id, sizeof(r->request_id), "%016llx%016llx",
+                 (unsigned long long)r->id_bits[0], (unsigned long long)r->id_bits[1]);
+    return r->request_id;
+}
+
+void request_resolve_addresses(const weir_request_t *r)
+{
+    if (r->client_sa && r->client_sa->len == 0 && r->resolve_addresses)
+        r->resolve_addresses((weir_request_t *)r);
+}
 
 uint64_t now_us(void)
 {
@@ -46,6 +80,8 @@ weir_request_t *request_new(const weir_conf_t *cf)
     headers_init(&r->headers);
     headers_init(&r->resp_headers);
     r->start_us = now_us();
+    r->id_bits[0] = rng_next();
+    r->id_bits[1] = rng_next();
     r->start_wall_ms = g_loop ? g_loop->wall_ms : 0;
     return r;
 }
@@ -263,11 +299,13 @@ int weir_response_status(const weir_request_t *r) { return r->status; }
 
 const struct sockaddr *weir_request_client_addr(const weir_request_t *r)
 {
+    request_resolve_addresses(r);
     return r->client_sa ? (const struct sockaddr *)&r->client_sa->ss : NULL;
 }
 
 const struct sockaddr *weir_request_server_addr(const weir_request_t *r)
 {
+    request_resolve_addresses(r);
     return r->server_sa ? (const struct sockaddr *)&r->server_sa->ss : NULL;
 }
 

@@ -26,7 +26,10 @@ struct weir_request {
     struct arena *arena;
     const weir_conf_t *cf;
     struct client *client; /* downstream connection (HTTP/1) */
-    const sockaddr_any_t *client_sa, *server_sa; /* filled lazily by the protocol side */
+    const sockaddr_any_t *client_sa, *server_sa; /* len 0 until resolved */
+    /* Looks the socket addresses up (getpeername/getsockname) the first time
+     * something asks: most requests never need them. Set by the protocol side. */
+    void (*resolve_addresses)(weir_request_t *r);
     const weir_listener_t *listener;
     uint64_t connection_id;
     int tls;
@@ -58,7 +61,8 @@ struct weir_request {
     const char *upstream_addr;
     uint64_t start_wall_ms;
     uint64_t start_us, connect_us, header_us, response_us; /* monotonic µs */
-    char request_id[33];
+    uint64_t id_bits[2];   /* random, drawn per request */
+    char request_id[33];   /* hex of id_bits, formatted on first use */
     uint64_t connection_requests;
 
     /* phase runner */
@@ -97,6 +101,11 @@ void peer_report(const weir_upstream_t *u, size_t i, int ok);
 int peer_is_down(const weir_upstream_t *u, size_t i);
 
 uint64_t now_us(void);
+
+/* $request_id: 32 hex digits, formatted on first use. */
+const char *request_id(weir_request_t *r);
+/* Fills r->client_sa and r->server_sa if they are not yet. */
+void request_resolve_addresses(const weir_request_t *r);
 
 /* Resolves "." and ".." path segments (also spelled %2e) the way nginx does,
  * so routing, rewrites and the upstream all see the same path; a ".." that

@@ -34,6 +34,7 @@ def test_suspend_resume_from_timer(weir, backend):
     w, b = _start(weir, backend, extra={"suspend_ms": "200ms"})
     r = get(w.port, "/x")
     assert r.status == 200, r
+    assert r.headers.get("x-client") == "127.0.0.1", r.headers
     waited = int(r.headers.get("x-suspended"))
     assert waited >= 150, r.headers      # the request really waited for the timer
     assert any(q.path == "/x" for q in b.requests)
@@ -68,3 +69,20 @@ def test_phase_chain_printed(weir, backend, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "access: suspend.pause" in out.stdout, out.stdout
     assert "upstream_response: suspend.tag" in out.stdout, out.stdout
+
+
+def test_error_page_template(weir, backend, tmp_path):
+    import re
+    page = tmp_path / "err.html"
+    page.write_text("<p>{{status}} {{reason}} id={{request_id}}</p>\n")
+    b = backend()
+    w = weir()
+    w.start(w.config(upstreams={"b": {"servers": [b.addr]}},
+                     routes=[{"path": "/only/", "upstream": "b"}], error_page=str(page)))
+    r1 = get(w.port, "/nothing")
+    r2 = get(w.port, "/nothing")
+    assert r1.status == 404, r1
+    m1 = re.fullmatch(rb"<p>404 Not Found id=([0-9a-f]{32})</p>\n", r1.body)
+    m2 = re.fullmatch(rb"<p>404 Not Found id=([0-9a-f]{32})</p>\n", r2.body)
+    assert m1 and m2, (r1.body, r2.body)
+    assert m1.group(1) != m2.group(1)      # a fresh id per request

@@ -7,9 +7,11 @@
  *   suspend_ms: 50        delay of the access-phase pause (0 = no pause)
  *
  * Paths: /deny -> 403 from the module; anything else is paused, proxied, and
- * answered with "X-Suspended: <ms>" and "X-Count: <requests seen by all
- * workers>".
+ * answered with "X-Suspended: <ms>", "X-Client: <client IPv4>" and
+ * "X-Count: <requests seen by all workers>".
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -69,6 +71,13 @@ static weir_result_t tag_response(weir_request_t *r)
         weir_headers_set(r, weir_response_headers(r), WEIR_STR("X-Suspended"),
                          (weir_str_t){buf, (size_t)n});
     }
+    /* the client address, looked up on demand by the core */
+    const struct sockaddr *sa = weir_request_client_addr(r);
+    char ip[INET6_ADDRSTRLEN] = "none";
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, ip, sizeof(ip));
+    weir_headers_set(r, weir_response_headers(r), WEIR_STR("X-Client"),
+                     (weir_str_t){ip, strlen(ip)});
     unsigned long count = atomic_fetch_add(counter, 1) + 1;
     int n = snprintf(buf, sizeof(buf), "%lu", count);
     weir_headers_set(r, weir_response_headers(r), WEIR_STR("X-Count"),
