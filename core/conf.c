@@ -87,27 +87,13 @@ static const weir_balancer_t *mod_balancers(const weir_module_t *m)
     return MODULE_HAS(m, balancers) ? m->balancers : NULL;
 }
 
-static const char *type_word(const weir_node_t *n)
-{
-    switch (n->type) {
-    case WEIR_NODE_SEQUENCE:
-        return "a list";
-    case WEIR_NODE_MAPPING:
-        return "a mapping";
-    case WEIR_NODE_NULL:
-        return "nothing";
-    default:
-        return "a scalar";
-    }
-}
-
 /* Scalar text of a node that must be a string. */
 static const char *want_string(weir_conf_t *cf, const weir_node_t *n)
 {
     if (n->type == WEIR_NODE_SCALAR)
         return n->scalar;
     weir_conf_error(cf, n, "expected a string for '%s', got %s", n->key ? n->key : "?",
-                    type_word(n));
+                    conf_node_type_word(n));
     return NULL;
 }
 
@@ -117,7 +103,7 @@ static int want_kind(weir_conf_t *cf, const weir_node_t *n, weir_node_type_t typ
         return 0;
     return weir_conf_error(cf, n, "expected %s for '%s', got %s",
                            type == WEIR_NODE_MAPPING ? "a mapping" : "a list",
-                           n->key ? n->key : "?", type_word(n));
+                           n->key ? n->key : "?", conf_node_type_word(n));
 }
 
 /* Relative paths in the config are relative to the config's directory. */
@@ -549,7 +535,7 @@ static int top_workers(struct loader *L, void *obj, const weir_node_t *v)
         return 0;
     }
     return weir_conf_error(L->cf, v, "invalid value '%s' for 'workers' (expected auto or 1..1024)",
-                           v->type == WEIR_NODE_SCALAR ? v->scalar : type_word(v));
+                           v->type == WEIR_NODE_SCALAR ? v->scalar : conf_node_type_word(v));
 }
 
 static int top_pid_file(struct loader *L, void *obj, const weir_node_t *v)
@@ -764,7 +750,7 @@ static int read_listeners(struct loader *L, const weir_node_t *v)
 
         if (n->type != WEIR_NODE_MAPPING) {
             rc = weir_conf_error(cf, n, "each entry of 'listeners' must be a mapping, got %s",
-                                 type_word(n));
+                                 conf_node_type_word(n));
             continue;
         }
         *l = (weir_listener_t){
@@ -864,7 +850,7 @@ static int ups_servers(struct loader *L, void *obj, const weir_node_t *v)
                 continue;
         } else {
             rc = weir_conf_error(cf, s, "a server is an address or a mapping with 'address', "
-                                        "not %s", type_word(s));
+                                        "not %s", conf_node_type_word(s));
             continue;
         }
         u->npeers++;
@@ -940,7 +926,7 @@ static int read_upstreams(struct loader *L, const weir_node_t *v)
 
         if (n->type != WEIR_NODE_MAPPING) {
             rc = weir_conf_error(cf, n, "upstream '%s' must be a mapping, got %s",
-                                 v->keys[i]->scalar, type_word(n));
+                                 v->keys[i]->scalar, conf_node_type_word(n));
             continue;
         }
         *u = (weir_upstream_t){
@@ -1024,7 +1010,7 @@ static int read_routes(struct loader *L, const weir_node_t *v)
 
         if (n->type != WEIR_NODE_MAPPING) {
             rc = weir_conf_error(cf, n, "each entry of 'routes' must be a mapping, got %s",
-                                 type_word(n));
+                                 conf_node_type_word(n));
             continue;
         }
         *rt = (weir_route_t){.node = n, .index = cf->nroutes, .conf = cf};
@@ -1108,7 +1094,7 @@ static int read_modules(struct loader *L, const weir_node_t *root)
             name = e->scalar;
         } else {
             rc = weir_conf_error(cf, e, "a module is a name or {name, path}, not %s",
-                                 type_word(e));
+                                 conf_node_type_word(e));
             continue;
         }
         names[i] = name;

@@ -186,6 +186,12 @@ const char *conf_suggest(const char *word, const char *const *candidates, size_t
  * Returns the root or NULL after conf errors were recorded in cf. */
 weir_node_t *conf_yaml_read(weir_conf_t *cf, const char *path);
 
+/* "a list", "a mapping", "nothing" or "a scalar", for type errors. */
+const char *conf_node_type_word(const weir_node_t *n);
+/* The `modules:` key node (errors about module loading and handler order
+ * point there), or the root when there is none. */
+const weir_node_t *conf_modules_key(const weir_conf_t *cf);
+
 /* Module index of a descriptor in cf, or -1. */
 int conf_module_index(const weir_conf_t *cf, const weir_module_t *m);
 

@@ -71,7 +71,7 @@ const weir_node_t *weir_node_get(const weir_node_t *n, const char *key)
     return NULL;
 }
 
-static const char *type_word(const weir_node_t *n)
+const char *conf_node_type_word(const weir_node_t *n)
 {
     switch (weir_node_type(n)) {
     case WEIR_NODE_SEQUENCE:
@@ -103,7 +103,7 @@ static const char *want_scalar(weir_conf_t *cf, const weir_node_t *n, const char
     if (weir_node_type(n) == WEIR_NODE_SCALAR)
         return n->scalar;
     for_key(n, fk, sizeof(fk));
-    weir_conf_error(cf, n, "expected %s%s, got %s (%s)", what, fk, type_word(n), expected);
+    weir_conf_error(cf, n, "expected %s%s, got %s (%s)", what, fk, conf_node_type_word(n), expected);
     return NULL;
 }
 
@@ -354,4 +354,16 @@ weir_upstream_t *weir_route_upstream(const weir_route_t *rt)
 const char *weir_upstream_name(const weir_upstream_t *u)
 {
     return u->name;
+}
+
+const weir_node_t *conf_modules_key(const weir_conf_t *cf)
+{
+    const weir_node_t *root = cf->root;
+    if (!root || root->type != WEIR_NODE_MAPPING)
+        return root;
+    for (size_t i = 0; i < root->count; i++) {
+        if (root->keys[i] && root->keys[i]->scalar && strcmp(root->keys[i]->scalar, "modules") == 0)
+            return root->keys[i];
+    }
+    return root;
 }

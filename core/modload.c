@@ -192,20 +192,6 @@ const char *modload_known_balancer_owner(const char *name)
     return NULL;
 }
 
-/* Where a hook failure without its own message is reported: the modules:
- * key when the config has one. */
-static const weir_node_t *modules_node(const weir_conf_t *cf)
-{
-    const weir_node_t *root = cf->root;
-    if (!root || root->type != WEIR_NODE_MAPPING)
-        return root;
-    for (size_t i = 0; i < root->count; i++) {
-        if (root->keys[i] && root->keys[i]->scalar && strcmp(root->keys[i]->scalar, "modules") == 0)
-            return root->keys[i];
-    }
-    return root;
-}
-
 int modload_run_conf_hook(weir_conf_t *cf, enum module_hook which)
 {
     int rc = 0;
@@ -232,7 +218,7 @@ int modload_run_conf_hook(weir_conf_t *cf, enum module_hook which)
             rc = -1;
             /* a failure the operator cannot see would be worse than a vague one */
             if (cf->nerrors == before)
-                weir_conf_error(cf, modules_node(cf), "module '%s' failed in %s without saying why",
+                weir_conf_error(cf, conf_modules_key(cf), "module '%s' failed in %s without saying why",
                                 d->name, what);
         }
     }

@@ -60,19 +60,6 @@ static const char *module_name(const weir_conf_t *cf, size_t module)
     return d && d->name ? d->name : "(unnamed)";
 }
 
-/* Ordering errors are about the modules: list, so point there. */
-static const weir_node_t *modules_node(const weir_conf_t *cf)
-{
-    const weir_node_t *root = cf->root;
-    if (!root || root->type != WEIR_NODE_MAPPING)
-        return root;
-    for (size_t i = 0; i < root->count; i++) {
-        if (root->keys[i] && root->keys[i]->scalar && strcmp(root->keys[i]->scalar, "modules") == 0)
-            return root->keys[i];
-    }
-    return root;
-}
-
 static int cmp_item(const void *pa, const void *pb)
 {
     const struct item *a = pa, *b = pb;
@@ -252,7 +239,7 @@ static void report_cycle(weir_conf_t *cf, weir_phase_t phase, const struct item 
             p = stpcpy(p, " -> ");
         p = stpcpy(p, items[walk[k]].h->name);
     }
-    weir_conf_error(cf, modules_node(cf), "phase '%s': ordering cycle: %s", phase_name(phase),
+    weir_conf_error(cf, conf_modules_key(cf), "phase '%s': ordering cycle: %s", phase_name(phase),
                     msg);
     free(msg);
     free(seen_at);
@@ -262,7 +249,7 @@ static void report_cycle(weir_conf_t *cf, weir_phase_t phase, const struct item 
 oom:
     free(seen_at);
     free(walk);
-    weir_conf_error(cf, modules_node(cf), "phase '%s': ordering cycle", phase_name(phase));
+    weir_conf_error(cf, conf_modules_key(cf), "phase '%s': ordering cycle", phase_name(phase));
 }
 
 /* Appends the handlers of table `t` (owned by `module`) to items. */
@@ -272,7 +259,7 @@ static int collect(weir_conf_t *cf, const weir_handler_t *t, size_t module, stru
     int rc = 0;
     for (; t && t->name; t++) {
         if ((unsigned)t->phase >= WEIR_PHASE_COUNT) {
-            rc = weir_conf_error(cf, modules_node(cf),
+            rc = weir_conf_error(cf, conf_modules_key(cf),
                                  "handler '%s' of module '%s' names phase %d, which does not "
                                  "exist (0 to %d)",
                                  t->name, module_name(cf, module), (int)t->phase,
@@ -280,7 +267,7 @@ static int collect(weir_conf_t *cf, const weir_handler_t *t, size_t module, stru
             continue;
         }
         if (!t->fn) {
-            rc = weir_conf_error(cf, modules_node(cf),
+            rc = weir_conf_error(cf, conf_modules_key(cf),
                                  "handler '%s' of module '%s' has no function", t->name,
                                  module_name(cf, module));
             continue;
@@ -288,7 +275,7 @@ static int collect(weir_conf_t *cf, const weir_handler_t *t, size_t module, stru
         int dup = 0;
         for (size_t i = 0; i < *n; i++) {
             if (strcmp(items[i].h->name, t->name) == 0) {
-                rc = weir_conf_error(cf, modules_node(cf),
+                rc = weir_conf_error(cf, conf_modules_key(cf),
                                      "handler '%s' is registered twice (modules %s and %s)",
                                      t->name, module_name(cf, items[i].module),
                                      module_name(cf, module));
@@ -336,7 +323,7 @@ int phases_build(weir_conf_t *cf, const weir_handler_t *core_handlers)
     done = calloc(total ? total : 1, 1);
     phase_entry_t *entries = arena_alloc(cf->arena, (total ? total : 1) * sizeof(*entries));
     if (!ph || !items || !order || !done || !entries) {
-        rc = weir_conf_error(cf, modules_node(cf), "out of memory ordering phase handlers");
+        rc = weir_conf_error(cf, conf_modules_key(cf), "out of memory ordering phase handlers");
         goto out;
     }
 
@@ -357,7 +344,7 @@ int phases_build(weir_conf_t *cf, const weir_handler_t *core_handlers)
             hi++;
         struct graph g;
         if (graph_build(cf, items + lo, hi - lo, &g) < 0) {
-            rc = weir_conf_error(cf, modules_node(cf), "out of memory ordering phase handlers");
+            rc = weir_conf_error(cf, conf_modules_key(cf), "out of memory ordering phase handlers");
             goto out;
         }
         size_t placed = topo_order(&g, order, done + lo);
