@@ -149,7 +149,7 @@ static void client_free(client_t *c)
         all_clients = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    free(c->in);
+    inbuf_free(&c->in);
     free(c);
     worker_conn_closed();
 }
@@ -222,22 +222,33 @@ static void retry_nobuf(buf_waiter_t *w)
         arm_recv(c);
 }
 
-/* Appends bytes to in[], growing it up to the head limit. */
+int inbuf_append(inbuf_t *b, const char *p, size_t n, size_t initial)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : initial;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *data = realloc(b->data, cap);
+        if (!data)
+            return -1;
+        b->data = data;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+void inbuf_free(inbuf_t *b)
+{
+    free(b->data);
+    *b = (inbuf_t){0};
+}
+
+/* Appends bytes to the client's input buffer. */
 static int in_append(client_t *c, const char *p, size_t n)
 {
-    if (c->in_len + n > c->in_cap) {
-        size_t cap = c->in_cap ? c->in_cap : IN_INITIAL;
-        while (cap < c->in_len + n)
-            cap *= 2;
-        char *in = realloc(c->in, cap);
-        if (!in)
-            return -1;
-        c->in = in;
-        c->in_cap = cap;
-    }
-    memcpy(c->in + c->in_len, p, n);
-    c->in_len += n;
-    return 0;
+    return inbuf_append(&c->in, p, n, IN_INITIAL);
 }
 
 static void on_client_recv(loop_op_t *op, int res, unsigned flags)
@@ -365,7 +376,7 @@ static void answer_status(client_t *c, int status)
 static void try_head(client_t *c)
 {
     const limits_t *lim = &c->listener->limits;
-    ssize_t n = h1_scan_head_r(&c->scan, c->in + c->in_off, c->in_len - c->in_off,
+    ssize_t n = h1_scan_head_r(&c->scan, c->in.data + c->in.off, c->in.len - c->in.off,
                                lim->max_header_size, 1);
     if (n == 0) {
         arm_recv(c);
@@ -419,10 +430,10 @@ static void start_request(client_t *c, size_t head_len)
         client_close(c);
         return;
     }
-    const char *head = c->in + c->in_off;
+    const char *head = c->in.data + c->in.off;
     int rc = h1_parse_request(r->arena, &c->parser, head, head_len, &c->req);
     c->head_len = head_len;
-    c->in_off += head_len;
+    c->in.off += head_len;
     r->request_length = head_len;
     if (rc < 0) {
         log_info("client %llu: rejected request (%d)", (unsigned long long)c->id, -rc);
@@ -464,13 +475,13 @@ static void start_request(client_t *c, size_t head_len)
             return;
         }
         int done = 0;
-        ssize_t k = h1_body_feed(&c->parser, c->in + c->in_off, c->in_len - c->in_off, c->body0,
+        ssize_t k = h1_body_feed(&c->parser, c->in.data + c->in.off, c->in.len - c->in.off, c->body0,
                                  SENDQ_SLICES, &c->nbody0, &done);
         if (k < 0) {
             answer_status(c, (int)-k);
             return;
         }
-        c->in_off += (size_t)k;
+        c->in.off += (size_t)k;
         r->request_length += (size_t)k;
         c->body_done = c->body_retained = done;
         if (body_over_limit(c, c->body0, c->nbody0)) {
@@ -495,7 +506,7 @@ void client_read_body(client_t *c)
      * body (as nginx does) and never forwards Expect, so the client is not
      * kept waiting by an upstream that does not know the request has a body
      * coming, and a 1xx from upstream can never be confused with ours. */
-    if (c->r->expect_continue && !c->continue_sent && c->in_off == c->in_len &&
+    if (c->r->expect_continue && !c->continue_sent && c->in.off == c->in.len &&
         c->nbody0 == 0) {
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         c->continue_sent = 1;
@@ -504,17 +515,17 @@ void client_read_body(client_t *c)
         client_send(c, continue_sent);
     }
     /* leftover bytes that did not fit the slice array on the last feed */
-    if (c->in_off < c->in_len) {
+    if (c->in.off < c->in.len) {
         weir_str_t s[SENDQ_SLICES];
         size_t ns = 0;
         int done = 0;
-        ssize_t k = h1_body_feed(&c->parser, c->in + c->in_off, c->in_len - c->in_off, s,
+        ssize_t k = h1_body_feed(&c->parser, c->in.data + c->in.off, c->in.len - c->in.off, s,
                                  SENDQ_SLICES, &ns, &done);
         if (k < 0) {
             client_close(c);
             return;
         }
-        c->in_off += (size_t)k;
+        c->in.off += (size_t)k;
         c->r->request_length += (size_t)k;
         c->body_done = done;
         if (body_over_limit(c, s, ns)) {
@@ -690,16 +701,14 @@ void client_finish_request(client_t *c)
         return;
     }
     /* keep unread pipelined bytes, drop the rest of in[] */
-    size_t rest = c->in_len - c->in_off;
-    if (rest && c->in_off) {
-        memmove(c->in, c->in + c->in_off, rest);
+    size_t rest = c->in.len - c->in.off;
+    if (rest && c->in.off) {
+        memmove(c->in.data, c->in.data + c->in.off, rest);
     } else if (!rest) {
-        free(c->in);
-        c->in = NULL;
-        c->in_cap = 0;
+        inbuf_free(&c->in);
     }
-    c->in_len = rest;
-    c->in_off = 0;
+    c->in.len = rest;
+    c->in.off = 0;
     c->head_len = 0;
     h1_scan_init(&c->scan);
     h1_parser_reset(&c->parser);
@@ -720,7 +729,7 @@ static void on_client_timer(struct timer *t)
     switch (c->state) {
     case C_HEAD:
         log_info("client %llu: client_header_timeout", (unsigned long long)c->id);
-        if (c->in_len > c->in_off && !c->r) {
+        if (c->in.len > c->in.off && !c->r) {
             answer_status(c, 408);
             return;
         }

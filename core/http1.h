@@ -47,6 +47,16 @@ void sendq_submit(sendq_t *q, int fd, loop_op_t *op);
 
 typedef struct upconn upconn_t;
 
+/* A connection's own input bytes (a head being assembled, and what followed
+ * it); data[off..len) is unread. Freed while the connection is idle. */
+typedef struct inbuf {
+    char *data;
+    size_t len, cap, off;
+} inbuf_t;
+
+int inbuf_append(inbuf_t *b, const char *p, size_t n, size_t initial);
+void inbuf_free(inbuf_t *b);
+
 enum client_state {
     C_IDLE,     /* waiting for the first byte of a request (keepalive) */
     C_HEAD,     /* receiving a request head */
@@ -71,9 +81,7 @@ typedef struct client {
     uint64_t id;
     uint64_t requests;
 
-    /* input: head bytes and whatever followed them; in[off..len) unread */
-    char *in;
-    size_t in_len, in_cap, in_off;
+    inbuf_t in;
     size_t head_len; /* bytes of in[] the current request's head occupies */
     h1_scan_t scan;
     h1_parser_t parser;

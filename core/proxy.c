@@ -44,8 +44,7 @@ struct upconn {
     h1_parser_t parser;
     h1_scan_t scan;
     h1_response_t resp;
-    char *in;
-    size_t in_len, in_cap, in_off;
+    inbuf_t in;
     sendq_t sq;
     int send_bid; /* client buffer our pending send reads from */
     upconn_t *pnext, *pprev;
@@ -88,7 +87,7 @@ static void pool_remove(upconn_t *up)
 static void up_free(upconn_t *up)
 {
     timer_detach(g_loop, &up->timer);
-    free(up->in);
+    inbuf_free(&up->in);
     free(up);
 }
 
@@ -133,9 +132,7 @@ static void pool_put(upconn_t *up)
     }
     up->c = NULL;
     up->state = U_IDLE;
-    free(up->in);
-    up->in = NULL;
-    up->in_len = up->in_cap = up->in_off = 0;
+    inbuf_free(&up->in);
     h1_parser_reset(&up->parser);
     up->pnext = p->head;
     up->pprev = NULL;
@@ -364,19 +361,7 @@ static void read_response(upconn_t *up)
 
 static int up_append(upconn_t *up, const char *p, size_t n)
 {
-    if (up->in_len + n > up->in_cap) {
-        size_t cap = up->in_cap ? up->in_cap : 4096;
-        while (cap < up->in_len + n)
-            cap *= 2;
-        char *in = realloc(up->in, cap);
-        if (!in)
-            return -1;
-        up->in = in;
-        up->in_cap = cap;
-    }
-    memcpy(up->in + up->in_len, p, n);
-    up->in_len += n;
-    return 0;
+    return inbuf_append(&up->in, p, n, 4096);
 }
 
 static void response_done(client_t *c, upconn_t *up)
@@ -417,24 +402,33 @@ static void send_body_slices(client_t *c, upconn_t *up, const weir_str_t *s, siz
     client_send(c, proxy_response_sent);
 }
 
-/* Feeds body bytes from up->in (what came with the head, or left over). */
+/* Decodes response body bytes waiting in up->in (what came with the head,
+ * or was left over) into s[SENDQ_SLICES]. -1 after logging invalid framing. */
+static int feed_inbuf(upconn_t *up, weir_str_t *s, size_t *ns, int *done)
+{
+    ssize_t k = h1_body_feed(&up->parser, up->in.data + up->in.off, up->in.len - up->in.off, s,
+                             SENDQ_SLICES, ns, done);
+    if (k < 0) {
+        log_error("upstream %s (%s): invalid response body framing", up->u->name,
+                  up->u->peers[up->peer].address);
+        up->keepalive = 0;
+        return -1;
+    }
+    up->in.off += (size_t)k;
+    if (*done && up->in.off < up->in.len)
+        up->keepalive = 0; /* bytes beyond the body: never reuse */
+    return 0;
+}
+
 static void feed_buffered(client_t *c, upconn_t *up)
 {
     weir_str_t s[SENDQ_SLICES];
     size_t ns = 0;
     int done = 0;
-    ssize_t k = h1_body_feed(&up->parser, up->in + up->in_off, up->in_len - up->in_off, s,
-                             SENDQ_SLICES, &ns, &done);
-    if (k < 0) {
-        log_error("upstream %s (%s): invalid response body framing", up->u->name,
-                  up->u->peers[up->peer].address);
-        up->keepalive = 0;
+    if (feed_inbuf(up, s, &ns, &done) < 0) {
         client_abort(c);
         return;
     }
-    up->in_off += (size_t)k;
-    if (done && up->in_off < up->in_len)
-        up->keepalive = 0; /* bytes beyond the body: never reuse */
     send_body_slices(c, up, s, ns, done, -1);
 }
 
@@ -457,7 +451,7 @@ static void stream_more(client_t *c)
     upconn_t *up = c->up;
     c->state = C_RESPONSE;
     client_arm_timer(c, 0);
-    if (up->in_off < up->in_len) {
+    if (up->in.off < up->in.len) {
         feed_buffered(c, up);
         return;
     }
@@ -516,20 +510,12 @@ static void send_response_head(weir_request_t *r)
     weir_str_t s[SENDQ_SLICES];
     size_t ns = 0;
     int done = 0;
-    ssize_t k = h1_body_feed(&up->parser, up->in + up->in_off, up->in_len - up->in_off, s,
-                             SENDQ_SLICES, &ns, &done);
-    if (k < 0) {
-        log_error("upstream %s (%s): invalid response body framing", up->u->name,
-                  up->u->peers[up->peer].address);
-        weir_respond(r, 502, (weir_str_t){0});
-        up->keepalive = 0;
+    if (feed_inbuf(up, s, &ns, &done) < 0) {
+        weir_respond(r, 502, (weir_str_t){0}); /* nothing was sent yet */
         c->head_sent = 0;
         client_send_answer(r);
         return;
     }
-    up->in_off += (size_t)k;
-    if (done && up->in_off < up->in_len)
-        up->keepalive = 0;
     queue_body(c, s, ns, done);
     up->state = U_SEND_DOWN;
     client_send(c, proxy_response_sent);
@@ -540,23 +526,23 @@ static void head_complete(upconn_t *up, size_t head_len)
     client_t *c = up->c;
     weir_request_t *r = c->r;
     int is_head = r->method.len == 4 && memcmp(r->method.data, "HEAD", 4) == 0;
-    int rc = h1_parse_response(r->arena, &up->parser, up->in + up->in_off, head_len, is_head,
+    int rc = h1_parse_response(r->arena, &up->parser, up->in.data + up->in.off, head_len, is_head,
                                &up->resp);
     if (rc < 0) {
         up_fail(up, 502, 0, "invalid response head");
         return;
     }
-    up->in_off += head_len;
+    up->in.off += head_len;
     if (up->resp.is_1xx) {
         /* 100/103: informational, never final; the real head follows */
         h1_parser_reset(&up->parser);
         h1_scan_init(&up->scan);
-        size_t rest = up->in_len - up->in_off;
-        memmove(up->in, up->in + up->in_off, rest);
-        up->in_len = rest;
-        up->in_off = 0;
+        size_t rest = up->in.len - up->in.off;
+        memmove(up->in.data, up->in.data + up->in.off, rest);
+        up->in.len = rest;
+        up->in.off = 0;
         if (rest) {
-            ssize_t n = h1_scan_head_r(&up->scan, up->in, up->in_len, RESPONSE_HEAD_MIN_LIMIT, 0);
+            ssize_t n = h1_scan_head_r(&up->scan, up->in.data, up->in.len, RESPONSE_HEAD_MIN_LIMIT, 0);
             if (n > 0) {
                 head_complete(up, (size_t)n);
                 return;
@@ -658,7 +644,7 @@ static void on_up_recv(loop_op_t *op, int res, unsigned flags)
         size_t limit = c->listener->limits.max_header_size;
         if (limit < RESPONSE_HEAD_MIN_LIMIT)
             limit = RESPONSE_HEAD_MIN_LIMIT;
-        ssize_t n = h1_scan_head_r(&up->scan, up->in + up->in_off, up->in_len - up->in_off,
+        ssize_t n = h1_scan_head_r(&up->scan, up->in.data + up->in.off, up->in.len - up->in.off,
                                    limit, 0);
         if (n == 0) {
             arm_up_recv(up);
@@ -689,7 +675,7 @@ static void on_up_recv(loop_op_t *op, int res, unsigned flags)
             up->keepalive = 0; /* bytes beyond the body are dropped */
         } else {
             /* slice array full: keep the rest for the next round */
-            up->in_len = up->in_off = 0;
+            up->in.len = up->in.off = 0;
             if (up_append(up, data + k, (size_t)res - (size_t)k) < 0) {
                 loop_buf_release(g_loop, (unsigned)bid);
                 client_abort(c);
