@@ -106,21 +106,6 @@ static int want_kind(weir_conf_t *cf, const weir_node_t *n, weir_node_type_t typ
                            n->key ? n->key : "?", conf_node_type_word(n));
 }
 
-/* Relative paths in the config are relative to the config's directory. */
-static const char *resolve_path(weir_conf_t *cf, const char *p)
-{
-    if (p[0] == '/')
-        return weir_conf_strdup(cf, p);
-    size_t dl = strlen(cf->dir), pl = strlen(p);
-    char *out = weir_conf_alloc(cf, dl + 1 + pl + 1);
-    if (!out)
-        return NULL;
-    memcpy(out, cf->dir, dl);
-    out[dl] = '/';
-    memcpy(out + dl + 1, p, pl + 1);
-    return out;
-}
-
 static int name_failed(const struct loader *L, const char *module)
 {
     for (size_t i = 0; i < L->nfailed; i++)
@@ -544,7 +529,7 @@ static int top_pid_file(struct loader *L, void *obj, const weir_node_t *v)
     (void)obj;
     if (!s)
         return -1;
-    L->cf->pid_file = resolve_path(L->cf, s);
+    L->cf->pid_file = conf_resolve_path(L->cf, s);
     return 0;
 }
 
@@ -556,7 +541,7 @@ static int log_path(struct loader *L, void *obj, const weir_node_t *v)
     (void)obj;
     if (!s)
         return -1;
-    L->cf->error_log = strcmp(s, "stderr") == 0 ? "stderr" : resolve_path(L->cf, s);
+    L->cf->error_log = strcmp(s, "stderr") == 0 ? "stderr" : conf_resolve_path(L->cf, s);
     return 0;
 }
 
@@ -602,7 +587,7 @@ static int top_error_page(struct loader *L, void *obj, const weir_node_t *v)
 
     if (v->type == WEIR_NODE_NULL)
         return 0;
-    if (!(s = want_string(cf, v)) || !(path = resolve_path(cf, s)))
+    if (!(s = want_string(cf, v)) || !(path = conf_resolve_path(cf, s)))
         return -1;
     fp = fopen(path, "rb");
     if (!fp)
@@ -1050,7 +1035,7 @@ static int read_modules(struct loader *L, const weir_node_t *root)
         cf->modules_dir = weir_conf_strdup(cf, L->opt->modules_dir);
     } else if (dir) {
         const char *s = want_string(cf, dir);
-        cf->modules_dir = s ? resolve_path(cf, s) : WEIR_MODULES_DIR;
+        cf->modules_dir = s ? conf_resolve_path(cf, s) : WEIR_MODULES_DIR;
     } else {
         cf->modules_dir = WEIR_MODULES_DIR;
     }
@@ -1077,7 +1062,7 @@ static int read_modules(struct loader *L, const weir_node_t *root)
                     name = want_string(cf, nn);
                 } else if (strcmp(k, "path") == 0) {
                     const char *p = want_string(cf, e->items[j]);
-                    path = p ? resolve_path(cf, p) : NULL;
+                    path = p ? conf_resolve_path(cf, p) : NULL;
                 } else {
                     static const char *const mk[] = {"name", "path"};
                     unknown_key(cf, e->keys[j], "module entry", mk, 2);
@@ -1267,7 +1252,7 @@ weir_conf_t *conf_load(const conf_options_t *opt)
 
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     cf->workers = cpus > 0 ? (unsigned)cpus : 1;
-    cf->pid_file = resolve_path(cf, "weir.pid");
+    cf->pid_file = conf_resolve_path(cf, "weir.pid");
     cf->error_log = "stderr";
     cf->error_log_level = WEIR_LOG_INFO;
     cf->limits = default_limits;
@@ -1314,6 +1299,8 @@ weir_conf_t *conf_load(const conf_options_t *opt)
 
     resolve_routes(&L);
     resolve_balancers(&L);
+    if (!cf->nerrors && peers_reserve(cf) < 0 && !cf->nerrors)
+        weir_conf_error(cf, NULL, "cannot reserve shared memory for peer health");
 
     phases_build(cf, opt->core_handlers);
     if (cf->nerrors)

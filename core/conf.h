@@ -76,9 +76,12 @@ struct weir_listener {
     weir_conf_t *conf; /* owning generation, for weir_listener_conf() */
 };
 
+struct peer_shared;
+
 typedef struct peer {
     const char *address; /* as written */
     sockaddr_any_t addr;
+    struct peer_shared *shared; /* health, in the generation's shared zone */
     unsigned weight; /* 1..1000 */
     int backup;
 } peer_t;
@@ -150,6 +153,7 @@ struct weir_conf {
     struct vars *vars;
     struct phases *phases;
     struct shm_zone *shm_zones;
+    struct weir_logfile *logfiles; /* opened by weir_logfile_open */
 };
 
 /* Options from the command line that the loader needs. */
@@ -191,6 +195,13 @@ const char *conf_node_type_word(const weir_node_t *n);
 /* The `modules:` key node (errors about module loading and handler order
  * point there), or the root when there is none. */
 const weir_node_t *conf_modules_key(const weir_conf_t *cf);
+
+/* A config path made absolute against the config file's directory. */
+const char *conf_resolve_path(weir_conf_t *cf, const char *p);
+
+/* Shared peer health (peers.c): one zone for every peer of the generation,
+ * reserved at load time after the upstreams are read. 0 or -1. */
+int peers_reserve(weir_conf_t *cf);
 
 /* Module index of a descriptor in cf, or -1. */
 int conf_module_index(const weir_conf_t *cf, const weir_module_t *m);

@@ -265,6 +265,25 @@ const char *weir_conf_dir(const weir_conf_t *cf)
     return cf->dir;
 }
 
+const char *conf_resolve_path(weir_conf_t *cf, const char *p)
+{
+    if (p[0] == '/')
+        return weir_conf_strdup(cf, p);
+    size_t dl = strlen(cf->dir), pl = strlen(p);
+    char *out = weir_conf_alloc(cf, dl + 1 + pl + 1);
+    if (!out)
+        return NULL;
+    memcpy(out, cf->dir, dl);
+    out[dl] = '/';
+    memcpy(out + dl + 1, p, pl + 1);
+    return out;
+}
+
+int weir_conf_cleanup(weir_conf_t *cf, void (*fn)(void *arg), void *arg)
+{
+    return arena_cleanup(cf->arena, fn, arg);
+}
+
 /* ---------------------------------------------------------- module confs */
 
 int conf_module_index(const weir_conf_t *cf, const weir_module_t *m)

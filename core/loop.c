@@ -277,25 +277,29 @@ static void reap(struct loop *l)
     io_uring_cq_advance(&l->ring, count);
 }
 
+void loop_once(struct loop *l)
+{
+    struct io_uring_cqe *cqe;
+    struct __kernel_timespec ts, *tsp = NULL;
+    if (l->heap_len) {
+        uint64_t key = l->heap[0]->key;
+        uint64_t wait = key > l->now ? key - l->now : 0;
+        ts.tv_sec = (long long)(wait / 1000);
+        ts.tv_nsec = (long long)(wait % 1000) * 1000000;
+        tsp = &ts;
+    }
+    int ret = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, tsp, NULL);
+    if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
+        log_error("io_uring wait failed: %s", strerror(-ret));
+    loop_update_time(l);
+    reap(l);
+    run_timers(l);
+}
+
 void loop_run(struct loop *l)
 {
-    while (!l->stop) {
-        struct io_uring_cqe *cqe;
-        struct __kernel_timespec ts, *tsp = NULL;
-        if (l->heap_len) {
-            uint64_t key = l->heap[0]->key;
-            uint64_t wait = key > l->now ? key - l->now : 0;
-            ts.tv_sec = (long long)(wait / 1000);
-            ts.tv_nsec = (long long)(wait % 1000) * 1000000;
-            tsp = &ts;
-        }
-        int ret = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, tsp, NULL);
-        if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
-            log_error("io_uring wait failed: %s", strerror(-ret));
-        loop_update_time(l);
-        reap(l);
-        run_timers(l);
-    }
+    while (!l->stop)
+        loop_once(l);
 }
 
 int loop_probe(char *msg, size_t len)

@@ -71,6 +71,8 @@ static inline void loop_prep_op(struct io_uring_sqe *sqe, loop_op_t *op)
 
 /* Runs until l->stop is set. */
 void loop_run(struct loop *l);
+/* One turn: submit, wait for a completion or the next timer, dispatch. */
+void loop_once(struct loop *l);
 void loop_update_time(struct loop *l);
 
 /* Provided buffers. */

@@ -179,65 +179,13 @@ void request_run_log(weir_request_t *r)
 
 /* ------------------------------------------------------------- balancing */
 
-/* Passive failure state per peer, per worker (nginx keeps it per worker too
- * unless a zone is configured); the healthcheck module adds shared state. */
-typedef struct peer_health {
-    unsigned fails;
-    uint64_t fail_window_start;
-    uint64_t down_until;
-} peer_health_t;
-
-static peer_health_t **health; /* [upstream][peer] */
-
-int peers_init(const weir_conf_t *cf)
-{
-    health = calloc(cf->nupstreams + 1, sizeof(*health));
-    if (!health)
-        return -1;
-    for (size_t u = 0; u < cf->nupstreams; u++) {
-        health[u] = calloc(cf->upstreams[u].npeers + 1, sizeof(peer_health_t));
-        if (!health[u])
-            return -1;
-    }
-    return 0;
-}
-
-int peer_is_down(const weir_upstream_t *u, size_t i)
-{
-    if (!health)
-        return 0;
-    return health[u->index][i].down_until > g_loop->now;
-}
-
-void peer_report(const weir_upstream_t *u, size_t i, int ok)
-{
-    if (!health || u->max_fails == 0)
-        return;
-    peer_health_t *h = &health[u->index][i];
-    uint64_t now = g_loop->now;
-    if (ok) {
-        h->fails = 0;
-        return;
-    }
-    if (now - h->fail_window_start > u->fail_timeout) {
-        h->fail_window_start = now;
-        h->fails = 0;
-    }
-    if (++h->fails >= (unsigned long)u->max_fails && h->down_until <= now) {
-        h->down_until = now + u->fail_timeout;
-        log_warn("upstream %s: server %s marked down for %llums after %u failures", u->name,
-                 u->peers[i].address, (unsigned long long)u->fail_timeout, h->fails);
-        h->fails = 0;
-    }
-}
-
 int weir_peer_usable(weir_request_t *r, const weir_upstream_t *u, size_t i)
 {
     if (i >= u->npeers)
         return 0;
     if (r && r->tried && r->upstream == u && r->tried[i])
         return 0;
-    return !peer_is_down(u, i);
+    return !weir_peer_is_down(u, i);
 }
 
 int request_pick_peer(weir_request_t *r)
@@ -292,6 +240,7 @@ int weir_request_version(const weir_request_t *r) { return r->version; }
 weir_headers_t *weir_request_headers(weir_request_t *r) { return &r->headers; }
 weir_headers_t *weir_response_headers(weir_request_t *r) { return &r->resp_headers; }
 weir_route_t *weir_request_route(const weir_request_t *r) { return r->route; }
+const weir_conf_t *weir_request_conf(const weir_request_t *r) { return r->cf; }
 void weir_request_set_route(weir_request_t *r, weir_route_t *rt) { r->route = rt; }
 weir_upstream_t *weir_request_upstream(const weir_request_t *r) { return r->upstream; }
 int weir_request_peer(const weir_request_t *r) { return r->peer; }

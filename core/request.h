@@ -95,10 +95,9 @@ int core_vars_register(weir_conf_t *cf);
  * marks it tried. -1 when none is usable. */
 int request_pick_peer(weir_request_t *r);
 
-/* Passive health (max_fails/fail_timeout), per worker. */
-int peers_init(const weir_conf_t *cf);
+/* Passive health (max_fails/fail_timeout) in the generation's shared peer
+ * zone (peers.c): the outcome of one connection attempt to peer i. */
 void peer_report(const weir_upstream_t *u, size_t i, int ok);
-int peer_is_down(const weir_upstream_t *u, size_t i);
 
 uint64_t now_us(void);
 

@@ -314,6 +314,14 @@ int weir_template_render_captures(weir_request_t *r, const weir_template_t *t, w
     return render(r, t, &subject, ovector, ncap, NULL, 0, out);
 }
 
+int weir_template_render_flags(weir_request_t *r, const weir_template_t *t, unsigned flags,
+                               weir_str_t *out)
+{
+    int json = (flags & WEIR_RENDER_JSON) != 0;
+    const char *unset = json ? NULL : (flags & WEIR_RENDER_LOG) ? "-" : NULL;
+    return render(r, t, NULL, NULL, 0, unset, json, out);
+}
+
 int template_render_ex(weir_request_t *r, const weir_template_t *t, const char *unset_text,
                        int escape_json, weir_str_t *out)
 {

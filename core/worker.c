@@ -9,6 +9,7 @@
 
 #include "http1.h"
 #include "log.h"
+#include "logfile.h"
 #include "loop.h"
 #include "request.h"
 
@@ -153,6 +154,9 @@ static void on_signal(loop_op_t *op, int res, unsigned flags)
         case SIGQUIT:
             start_drain();
             break;
+        case SIGUSR1:
+            logfiles_reopen(w.info->cf);
+            break;
         default:
             break;
         }
@@ -212,7 +216,7 @@ int worker_main(const worker_info_t *info)
     }
     timer_init(&w.drain_timer, drain_deadline);
     timer_init(&w.resume_timer, resume_accepts);
-    if (setup_signals() < 0 || peers_init(cf) < 0 || http1_init(cf) < 0)
+    if (setup_signals() < 0 || http1_init(cf) < 0)
         return 1;
     if (run_worker_hooks(cf, 1) < 0)
         return 1;
@@ -228,6 +232,7 @@ int worker_main(const worker_info_t *info)
     }
     loop_run(&w.loop);
     run_worker_hooks(cf, 0);
+    logfiles_flush_at_exit(cf);
     return 0;
 }
 

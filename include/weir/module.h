@@ -26,6 +26,12 @@
  * module built against a newer minor than the core (it may call functions the
  * core lacks). Changelog:
  *   1.0  first version.
+ *   1.1  peer health shared by all workers (weir_peer_set_down,
+ *        weir_peer_is_down, weir_peer_sockaddr); outbound connections on the
+ *        worker's loop (weir_conn_*); append-only log files written through the
+ *        loop and reopened on SIGUSR1 (weir_logfile_*); rendering flags for logs
+ *        (weir_template_render_flags); weir_request_conf; weir_conf_cleanup;
+ *        weir_conf_error accepts a NULL node (message without a position).
  */
 #ifndef WEIR_MODULE_H
 #define WEIR_MODULE_H
@@ -40,7 +46,7 @@ extern "C" {
 #endif
 
 #define WEIR_ABI_MAJOR 1
-#define WEIR_ABI_MINOR 0
+#define WEIR_ABI_MINOR 1
 
 /* Marks the descriptor as the one symbol a module exports. */
 #define WEIR_MODULE_EXPORT __attribute__((visibility("default")))
@@ -111,9 +117,10 @@ int weir_node_int(weir_conf_t *cf, const weir_node_t *n, long min, long max, lon
 int weir_node_duration_ms(weir_conf_t *cf, const weir_node_t *n, uint64_t *out);
 int weir_node_size(weir_conf_t *cf, const weir_node_t *n, uint64_t *out);
 
-/* Reports a config error at the node's position ("file:line:col: msg").
- * Errors accumulate; loading fails after every scope was read, so one run
- * shows them all. Always returns -1. */
+/* Reports a config error at the node's position ("file:line:col: msg"), or
+ * naming only the config file when node is NULL (1.1). Errors accumulate;
+ * loading fails after every scope was read, so one run shows them all.
+ * Always returns -1. */
 int weir_conf_error(weir_conf_t *cf, const weir_node_t *n, const char *fmt, ...)
     WEIR_PRINTF(3, 4);
 
@@ -123,6 +130,10 @@ void *weir_conf_alloc(weir_conf_t *cf, size_t size);
 char *weir_conf_strdup(weir_conf_t *cf, const char *s);
 /* Directory of the main config file, for resolving relative paths. */
 const char *weir_conf_dir(const weir_conf_t *cf);
+/* (1.1) Runs fn(arg) when the generation is freed, in every process that
+ * holds it (master and workers), latest registered first: the place to free
+ * what a library allocated for the config (compiled regexes, SSL_CTX). */
+int weir_conf_cleanup(weir_conf_t *cf, void (*fn)(void *arg), void *arg);
 
 /* -------------------------------------------------------------- directives */
 
@@ -277,6 +288,15 @@ int weir_peer_is_backup(const weir_upstream_t *u, size_t i);
  * balancer picks them only when no primary is usable. */
 int weir_peer_usable(weir_request_t *r, const weir_upstream_t *u, size_t i);
 
+/* (1.1) Peer health lives in shared memory, one state per peer for all
+ * workers of the generation. A peer is down while an active check marked it
+ * down (weir_peer_set_down) or while passive failures (max_fails within
+ * fail_timeout) keep it down; either source is enough. */
+void weir_peer_set_down(const weir_upstream_t *u, size_t i, int down);
+int weir_peer_is_down(const weir_upstream_t *u, size_t i);
+/* The peer's resolved address, for outbound connections. */
+const struct sockaddr *weir_peer_sockaddr(const weir_upstream_t *u, size_t i, socklen_t *len);
+
 /* ---------------------------------------------------------------- headers */
 
 /* Names compare case-insensitively; order is kept. Removing a header does not
@@ -315,6 +335,9 @@ void weir_request_set_route(weir_request_t *r, weir_route_t *rt);
 weir_upstream_t *weir_request_upstream(const weir_request_t *r);
 /* Index of the chosen peer in its upstream, or -1 before the balance phase. */
 int weir_request_peer(const weir_request_t *r);
+
+/* (1.1) The configuration generation the request runs under. */
+const weir_conf_t *weir_request_conf(const weir_request_t *r);
 
 /* Response status: 0 before a response exists. */
 int weir_response_status(const weir_request_t *r);
@@ -361,6 +384,15 @@ int weir_template_render_captures(weir_request_t *r, const weir_template_t *t, w
 /* True if the template is plain text without variables. */
 int weir_template_is_literal(const weir_template_t *t);
 
+/* (1.1) Rendering for log lines. WEIR_RENDER_LOG: an unset variable renders
+ * as "-" (as nginx logs it). WEIR_RENDER_JSON: the values of variables (not
+ * the template's own text) are escaped for the inside of a JSON string, and
+ * unset ones render as "". Capture references render as "". */
+#define WEIR_RENDER_LOG 1u
+#define WEIR_RENDER_JSON 2u
+int weir_template_render_flags(weir_request_t *r, const weir_template_t *t, unsigned flags,
+                               weir_str_t *out);
+
 /* ------------------------------------------------------------------ timers */
 
 /* Worker-side one-shot timers on the worker's event loop. Create in
@@ -373,6 +405,49 @@ void weir_timer_free(weir_timer_t *t);
 /* Cached wall-clock and monotonic time of this loop turn, in ms. */
 uint64_t weir_now_ms(void);
 uint64_t weir_monotonic_ms(void);
+
+/* ------------------------------------------------- outbound connections (1.1) */
+
+/* A TCP or unix stream connection a module opens from a worker (health checks,
+ * auth calls), driven by the worker's loop. One operation at a time per
+ * connection. Each completion calls fn(c, res, arg) once: res >= 0 on success
+ * (0 for connect; bytes for send, which sends everything; bytes for recv,
+ * 0 at end of stream), or -errno (-ETIMEDOUT when timeout_ms, 0 = none,
+ * passed first). */
+typedef struct weir_conn weir_conn_t;
+typedef void (*weir_conn_fn)(weir_conn_t *c, long res, void *arg);
+
+/* Starts a connect; NULL (with errno set) if no socket could be made. */
+weir_conn_t *weir_conn_connect(const struct sockaddr *sa, socklen_t len, uint64_t timeout_ms,
+                               weir_conn_fn fn, void *arg);
+/* 0, or -1 if an operation is already pending. `data` must stay valid until
+ * the callback. */
+int weir_conn_send(weir_conn_t *c, const void *data, size_t len, uint64_t timeout_ms,
+                   weir_conn_fn fn, void *arg);
+int weir_conn_recv(weir_conn_t *c, void *buf, size_t len, uint64_t timeout_ms, weir_conn_fn fn,
+                   void *arg);
+/* Closes the connection; a pending operation is cancelled and its callback is
+ * not called. Allowed from inside a callback. */
+void weir_conn_close(weir_conn_t *c);
+
+/* ---------------------------------------------------- log files (1.1) */
+
+/* An append-only file for log records. Opened by the master at config time
+ * (so a bad path is a config error at `node`) and shared by every user of the
+ * same path in the generation; "stdout" and "stderr" name those streams; a
+ * relative path is relative to the config file's directory. Each worker
+ * appends whole records into a buffer of `buffer` bytes that is written
+ * through the loop (never blocking it) when full or `flush_ms` after its
+ * first record; each write(2) holds whole records, and the file is opened
+ * O_APPEND, so workers never interleave inside a line. SIGUSR1 (weir -s
+ * reopen) reopens the file by name, for log rotation. If writes fall behind
+ * by more than 8 buffers (a stalled disk), records are dropped and counted
+ * in the error log rather than blocking or growing without bound. */
+typedef struct weir_logfile weir_logfile_t;
+weir_logfile_t *weir_logfile_open(weir_conf_t *cf, const weir_node_t *node, const char *path,
+                                  size_t buffer, uint64_t flush_ms);
+/* Appends one record (include its newline). 0, or -1 if it was dropped. */
+int weir_logfile_write(weir_logfile_t *f, const void *data, size_t len);
 
 /* ----------------------------------------------------------- shared memory */
 

@@ -40,7 +40,8 @@ static void conf_del(weir_conf_t *cf)
     free(cf);
 }
 
-/* Expected text with every "@" replaced by the modules directory. */
+/* Expected text with every "@" replaced by the modules directory and the
+ * ABI placeholders ("{A}", "{N}") by version numbers. */
 static char *expand(const char *pattern)
 {
     static char buf[2048];
@@ -48,7 +49,11 @@ static char *expand(const char *pattern)
     for (; *pattern; pattern++) {
         if (*pattern == '@')
             p = stpcpy(p, mods_dir());
-        else
+        else if (strncmp(pattern, "{A}", 3) == 0 || strncmp(pattern, "{N}", 3) == 0) {
+            int minor = WEIR_ABI_MINOR + (pattern[1] == 'N' ? 5 : 0);
+            p += sprintf(p, "%d.%d", WEIR_ABI_MAJOR, minor);
+            pattern += 2;
+        } else
             *p++ = *pattern;
     }
     *p = '\0';
@@ -61,6 +66,11 @@ static const weir_module_t router_desc = {
     .version = "1.0",
 };
 
+/* In expected messages, "{A}" is the ABI this weir provides and "{N}" the
+ * one newer_minor.c claims (minor + 5). */
+#define ABI "{A}"
+#define NEWER_MINOR_PLUS_5 "{N}"
+
 static const struct refusal {
     const char *name; /* as listed in modules: */
     const char *path; /* NULL: <modules_dir>/<name>.so, '@' = modules dir */
@@ -72,16 +82,16 @@ static const struct refusal {
      "'weir_module', so it is not a weir module"},
     {"bad_abi", NULL, 0,
      "weir.yaml:3:5: module @/bad_abi.so was built for weir module ABI 2.0, this weir provides "
-     "1.0; rebuild it against this weir's headers"},
+     ABI "; rebuild it against this weir's headers"},
     {NULL, "@/bad_abi.so", 0,
      "weir.yaml:3:5: module @/bad_abi.so was built for weir module ABI 2.0, this weir provides "
-     "1.0; rebuild it against this weir's headers"},
+     ABI "; rebuild it against this weir's headers"},
     {"newer_minor", NULL, 0,
-     "weir.yaml:3:5: module @/newer_minor.so was built for weir module ABI 1.5, newer than this "
-     "weir's 1.0; upgrade weir or rebuild the module"},
+     "weir.yaml:3:5: module @/newer_minor.so was built for weir module ABI " NEWER_MINOR_PLUS_5
+     ", newer than this weir's " ABI "; upgrade weir or rebuild the module"},
     {"short_desc", NULL, 0,
-     "weir.yaml:3:5: module @/short_desc.so (ABI 1.0) has a descriptor of 8 bytes, shorter than "
-     "the 24 bytes every ABI 1.x descriptor starts with (this weir provides 1.0); rebuild it "
+     "weir.yaml:3:5: module @/short_desc.so (ABI " ABI ") has a descriptor of 8 bytes, shorter "
+     "than the 24 bytes every ABI 1.x descriptor starts with (this weir provides " ABI "); rebuild it "
      "against this weir's headers"},
     {"dup_router", NULL, 0,
      "weir.yaml:3:5: module @/dup_router.so (version 9.9) calls itself 'router', not "

@@ -1,0 +1,104 @@
+/*
+ * Peer health shared by every worker of a generation. One shared zone holds a
+ * state per peer; workers update it with atomics, so a server that one worker
+ * finds failing is avoided by all, and the healthcheck module's verdicts (made
+ * in one process) are seen everywhere. Two sources mark a peer down and
+ * either is enough: an active check (weir_peer_set_down) and passive failures
+ * (max_fails connect failures within fail_timeout keep it down for
+ * fail_timeout, as nginx does).
+ *
+ * Times are CLOCK_MONOTONIC milliseconds, which is one clock for all
+ * processes of the machine.
+ */
+#include <stdatomic.h>
+#include <time.h>
+
+#include "conf.h"
+#include "log.h"
+#include "loop.h"
+#include "request.h"
+
+struct peer_shared {
+    _Atomic uint64_t down_until;   /* passive verdict, monotonic ms */
+    _Atomic uint64_t window_start; /* start of the current fail_timeout window */
+    _Atomic uint32_t fails;        /* failures in that window */
+    _Atomic uint32_t checked_down; /* active verdict */
+};
+
+static uint64_t monotonic_now(void)
+{
+    if (g_loop)
+        return g_loop->now;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int peers_reserve(weir_conf_t *cf)
+{
+    size_t total = 0;
+    for (size_t u = 0; u < cf->nupstreams; u++)
+        total += cf->upstreams[u].npeers;
+    if (total == 0)
+        return 0;
+    struct peer_shared *zone = weir_shm_zone(cf, "weir.peers", total * sizeof(*zone));
+    if (!zone)
+        return -1;
+    for (size_t u = 0; u < cf->nupstreams; u++)
+        for (size_t i = 0; i < cf->upstreams[u].npeers; i++)
+            cf->upstreams[u].peers[i].shared = zone++;
+    return 0;
+}
+
+int weir_peer_is_down(const weir_upstream_t *u, size_t i)
+{
+    if (i >= u->npeers || !u->peers[i].shared)
+        return 0;
+    struct peer_shared *ps = u->peers[i].shared;
+    if (atomic_load_explicit(&ps->checked_down, memory_order_relaxed))
+        return 1;
+    return atomic_load_explicit(&ps->down_until, memory_order_relaxed) > monotonic_now();
+}
+
+void weir_peer_set_down(const weir_upstream_t *u, size_t i, int down)
+{
+    if (i < u->npeers && u->peers[i].shared)
+        atomic_store(&u->peers[i].shared->checked_down, down ? 1u : 0u);
+}
+
+const struct sockaddr *weir_peer_sockaddr(const weir_upstream_t *u, size_t i, socklen_t *len)
+{
+    if (i >= u->npeers)
+        return NULL;
+    if (len)
+        *len = u->peers[i].addr.len;
+    return (const struct sockaddr *)&u->peers[i].addr.ss;
+}
+
+void peer_report(const weir_upstream_t *u, size_t i, int ok)
+{
+    if (i >= u->npeers || !u->peers[i].shared || u->max_fails == 0)
+        return;
+    struct peer_shared *ps = u->peers[i].shared;
+    if (ok) {
+        if (atomic_load_explicit(&ps->fails, memory_order_relaxed))
+            atomic_store(&ps->fails, 0);
+        return;
+    }
+    uint64_t now = monotonic_now();
+    uint64_t start = atomic_load(&ps->window_start);
+    if (now - start > u->fail_timeout &&
+        atomic_compare_exchange_strong(&ps->window_start, &start, now))
+        atomic_store(&ps->fails, 0);
+    uint32_t fails = atomic_fetch_add(&ps->fails, 1) + 1;
+    if (fails < (unsigned long)u->max_fails)
+        return;
+    /* Only the worker whose exchange moves the deadline logs the change. */
+    uint64_t until = atomic_load(&ps->down_until);
+    if (until <= now &&
+        atomic_compare_exchange_strong(&ps->down_until, &until, now + u->fail_timeout)) {
+        atomic_store(&ps->fails, 0);
+        log_warn("upstream %s: server %s marked down for %llums after %u failures", u->name,
+                 u->peers[i].address, (unsigned long long)u->fail_timeout, fails);
+    }
+}
