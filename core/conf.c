@@ -1261,6 +1261,14 @@ weir_conf_t *conf_load(const conf_options_t *opt)
     if (!root)
         goto fail;
     cf->root = root;
+    if (opt->pid_file_only) {
+        const weir_node_t *pid = weir_node_get(root, "pid_file");
+        if (pid)
+            top_pid_file(&L, NULL, pid);
+        if (cf->nerrors)
+            goto fail;
+        return cf;
+    }
 
     read_modules(&L, root);
     collect_directives(&L);

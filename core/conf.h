@@ -166,6 +166,9 @@ typedef struct conf_options {
      * registry is created and before modules' conf_init hooks. */
     const weir_handler_t *core_handlers;
     int (*register_core_vars)(weir_conf_t *cf);
+    /* Read the YAML and pid_file only (weir -s): signalling a running master
+     * must not depend on modules, log paths or anything else being loadable. */
+    int pid_file_only;
 } conf_options_t;
 
 /* Loads and checks a whole configuration generation. Returns NULL when it has

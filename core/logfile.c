@@ -6,11 +6,13 @@
  * that cannot be opened is a config error with a position, and every worker
  * inherits the descriptor. A worker appends records to a buffer; a full
  * buffer (or one older than flush_ms) joins a queue that is written through
- * the ring, one write at a time, in order. A record is never split across
- * buffers, and the file is O_APPEND, so lines of different workers never
- * interleave. The queue is bounded (QUEUE_BUFFERS buffers): when the disk
- * stalls, records are dropped and counted instead of blocking the loop or
- * growing memory.
+ * the ring, one writev at a time taking every queued buffer, in order. A
+ * record is never split across buffers, and the file is O_APPEND, so lines
+ * of different workers never interleave. The queue is bounded (QUEUE_BUFFERS
+ * buffers, at least QUEUE_MIN_BYTES): a write can take milliseconds (the
+ * kernel may hand a buffered write to a worker thread), and that much must
+ * be absorbed, but when the disk stalls, records are dropped and counted
+ * instead of blocking the loop or growing memory.
  *
  * SIGUSR1 reopens by name through the ring (IORING_OP_OPENAT); the old
  * descriptor is closed once no write is using it. Records buffered before the
@@ -22,6 +24,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "arena.h"
@@ -31,6 +34,8 @@
 #include "loop.h"
 
 #define QUEUE_BUFFERS 8
+#define QUEUE_MIN_BYTES (1024 * 1024)
+#define MAX_IOV 64
 #define EXIT_FLUSH_MS 2000
 #define OPEN_FLAGS (O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC)
 
@@ -54,7 +59,9 @@ struct weir_logfile {
     lf_buf_t *cur;          /* being filled */
     lf_buf_t *head, *tail;  /* full; head is the one being written */
     size_t queued;          /* bytes held in cur and the queue */
-    int writing, opening;
+    int opening;
+    unsigned writing;       /* buffers in the writev in flight, from head */
+    struct iovec iov[MAX_IOV];
     int old_fd;             /* to close after the write in flight, or -1 */
     unsigned long dropped;
     uint64_t last_complaint;
@@ -86,11 +93,14 @@ static void kick(weir_logfile_t *f)
 {
     if (f->writing || !f->head)
         return;
-    lf_buf_t *b = f->head;
+    unsigned n = 0;
+    for (lf_buf_t *b = f->head; b && n < MAX_IOV; b = b->next, n++)
+        f->iov[n] = (struct iovec){.iov_base = b->data + b->off, .iov_len = b->len - b->off};
     struct io_uring_sqe *sqe = loop_sqe(g_loop);
-    io_uring_prep_write(sqe, f->fd, b->data + b->off, (unsigned)(b->len - b->off), (uint64_t)-1);
+    io_uring_prep_writev(sqe, f->fd, f->iov, n, (uint64_t)-1);
     loop_prep_op(sqe, &f->write_op);
-    f->writing = 1;
+    f->writing = n;
+
 }
 
 static void enqueue_current(weir_logfile_t *f)
@@ -122,20 +132,25 @@ static void on_written(loop_op_t *op, int res, unsigned flags)
 {
     (void)flags;
     weir_logfile_t *f = from_op(op, offsetof(weir_logfile_t, write_op));
-    lf_buf_t *b = f->head;
+    unsigned batch = f->writing;
     f->writing = 0;
-    if (res < 0) {
-        if (res == -EINTR || res == -EAGAIN) {
-            kick(f);
-            return;
-        }
+    if (res == -EINTR || res == -EAGAIN) {
+        kick(f);
+        return;
+    }
+    if (res <= 0) {
         if (may_complain(f))
-            log_error("log file %s: write failed: %s; %zu bytes lost", f->name, strerror(-res),
-                      b->len - b->off);
-        pop_head(f);
-    } else {
-        b->off += (size_t)res;
-        if (b->off >= b->len || res == 0)
+            log_error("log file %s: write failed: %s; %u buffers lost", f->name,
+                      res ? strerror(-res) : "nothing written", batch);
+        while (batch-- && f->head)
+            pop_head(f);
+    }
+    for (size_t done = res > 0 ? (size_t)res : 0; done && f->head;) {
+        lf_buf_t *b = f->head;
+        size_t take = b->len - b->off < done ? b->len - b->off : done;
+        b->off += take;
+        done -= take;
+        if (b->off == b->len)
             pop_head(f);
     }
     if (f->old_fd >= 0) {
@@ -218,8 +233,10 @@ int weir_logfile_write(weir_logfile_t *f, const void *data, size_t len)
         enqueue_current(f);
     if (!f->cur) {
         size_t cap = len > f->buffer ? len : f->buffer;
-        lf_buf_t *b = f->queued + cap <= QUEUE_BUFFERS * f->buffer + len ? malloc(sizeof(*b) + cap)
-                                                                          : NULL;
+        size_t bound = QUEUE_BUFFERS * f->buffer;
+        if (bound < QUEUE_MIN_BYTES)
+            bound = QUEUE_MIN_BYTES;
+        lf_buf_t *b = f->queued + cap <= bound + len ? malloc(sizeof(*b) + cap) : NULL;
         if (!b) {
             f->dropped++;
             if (may_complain(f))

@@ -108,6 +108,7 @@ int main(int argc, char **argv)
                 signal_name);
         return 2;
     }
+    copt.pid_file_only = signal_name != NULL;
     weir_conf_t *cf = conf_load(&copt);
     if (!cf) {
         if (test)

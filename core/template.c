@@ -185,29 +185,34 @@ const char *template_source(const weir_template_t *t)
     return t->source;
 }
 
-/* JSON string escaping of a value: quote, backslash and control bytes. Bytes
- * from 0x80 up pass through; they are UTF-8 as far as weir can tell. */
-static size_t json_len(weir_str_t s)
+/* Length of the well-formed UTF-8 sequence (2 to 4 bytes, no overlongs, no
+ * surrogates, at most U+10FFFF) starting at s, or 0. */
+static size_t utf8_sequence(const unsigned char *s, size_t left)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < s.len; i++) {
-        unsigned char ch = (unsigned char)s.data[i];
-        if (ch == '"' || ch == '\\' || ch == '\b' || ch == '\f' || ch == '\n' || ch == '\r' ||
-            ch == '\t')
-            n += 2;
-        else if (ch < 0x20)
-            n += 6;
-        else
-            n++;
-    }
+    unsigned char c = s[0];
+    size_t n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c <= 0xdf ? 2 : 0;
+    if (n == 0 || n > left || c > 0xf4)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) || (c == 0xf0 && s[1] < 0x90) ||
+        (c == 0xf4 && s[1] > 0x8f))
+        return 0;
     return n;
 }
 
-static char *json_copy(char *p, weir_str_t s)
+/* JSON string escaping of a value: quote, backslash, control bytes and DEL
+ * are escaped; well-formed UTF-8 passes through; any other byte is escaped
+ * as \u00XX (read as Latin-1), so a line is always valid JSON in UTF-8.
+ * Returns the escaped length; writes to p unless p is NULL. */
+static size_t json_escape(char *p, weir_str_t s)
 {
     static const char hex[] = "0123456789abcdef";
+    const unsigned char *d = (const unsigned char *)s.data;
+    size_t n = 0;
     for (size_t i = 0; i < s.len; i++) {
-        unsigned char ch = (unsigned char)s.data[i];
+        unsigned char ch = d[i];
         char esc = 0;
         switch (ch) {
         case '"': esc = '"'; break;
@@ -219,19 +224,42 @@ static char *json_copy(char *p, weir_str_t s)
         case '\t': esc = 't'; break;
         default: break;
         }
+        size_t seq = ch >= 0x80 ? utf8_sequence(d + i, s.len - i) : 0;
         if (esc) {
-            *p++ = '\\';
-            *p++ = esc;
-        } else if (ch < 0x20) {
-            memcpy(p, "\\u00", 4);
-            p[4] = hex[ch >> 4];
-            p[5] = hex[ch & 15];
-            p += 6;
+            if (p) {
+                p[n] = '\\';
+                p[n + 1] = esc;
+            }
+            n += 2;
+        } else if (seq) {
+            if (p)
+                memcpy(p + n, d + i, seq);
+            n += seq;
+            i += seq - 1;
+        } else if (ch < 0x20 || ch >= 0x7f) {
+            if (p) {
+                memcpy(p + n, "\\u00", 4);
+                p[n + 4] = hex[ch >> 4];
+                p[n + 5] = hex[ch & 15];
+            }
+            n += 6;
         } else {
-            *p++ = (char)ch;
+            if (p)
+                p[n] = (char)ch;
+            n++;
         }
     }
-    return p;
+    return n;
+}
+
+static size_t json_len(weir_str_t s)
+{
+    return json_escape(NULL, s);
+}
+
+static char *json_copy(char *p, weir_str_t s)
+{
+    return p + json_escape(p, s);
 }
 
 static int render(weir_request_t *r, const weir_template_t *t, const weir_str_t *subject,

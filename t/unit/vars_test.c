@@ -43,6 +43,9 @@ GETTER(get_status, "200")
 GETTER(get_request, "GET / HTTP/1.1")
 GETTER(get_request_time, "0.005")
 GETTER(get_quote, "say \"hi\"\n\\ \x01 caf\xc3\xa9")
+/* Latin-1 e-acute, a lone continuation byte, an overlong '/', a surrogate,
+ * DEL, then well-formed 3- and 4-byte sequences. */
+GETTER(get_bytes, "\xe9|\x80|\xc0\xaf|\xed\xa0\x80|\x7f|\xe2\x82\xac|\xf0\x9f\x98\x80")
 
 static int get_unset(weir_request_t *r, weir_str_t suffix, weir_str_t *out)
 {
@@ -97,6 +100,7 @@ static void setup(void)
         {"request", 0, get_request},
         {"request_time", 0, get_request_time},
         {"quote", 0, get_quote},
+        {"bytes", 0, get_bytes},
         {"unset_var", 0, get_unset},
         {"http_", WEIR_VAR_PREFIX, get_http},
         {"sent_http_", WEIR_VAR_PREFIX, get_echo},
@@ -249,6 +253,31 @@ START_TEST(test_render_ex)
 }
 END_TEST
 
+/* JSON lines stay valid UTF-8: bytes that are not well-formed UTF-8 are
+ * escaped one by one, well-formed sequences pass. */
+START_TEST(test_render_json_bytes)
+{
+    weir_str_t out;
+    ck_assert_int_eq(weir_template_render_flags(R, compile("$bytes"), WEIR_RENDER_JSON, &out), 0);
+    assert_str(out, "\\u00e9|\\u0080|\\u00c0\\u00af|\\u00ed\\u00a0\\u0080|\\u007f|"
+                    "\xe2\x82\xac|\xf0\x9f\x98\x80");
+}
+END_TEST
+
+/* The public flags: "-" for unset in logs; "" for unset in JSON. */
+START_TEST(test_render_flags)
+{
+    weir_template_t *t = compile("$host $unset_var");
+    weir_str_t out;
+    ck_assert_int_eq(weir_template_render_flags(R, t, WEIR_RENDER_LOG, &out), 0);
+    assert_str(out, "example.com -");
+    ck_assert_int_eq(weir_template_render_flags(R, t, WEIR_RENDER_JSON, &out), 0);
+    assert_str(out, "example.com ");
+    ck_assert_int_eq(weir_template_render_flags(R, t, 0, &out), 0);
+    assert_str(out, "example.com ");
+}
+END_TEST
+
 START_TEST(test_render_ex_unset)
 {
     weir_template_t *t = compile("$host $unset_var \"$http_x_nope\" $status");
@@ -351,6 +380,8 @@ int main(void)
     tcase_add_loop_test(tc, test_error, 0, (int)(sizeof(errors) / sizeof(errors[0])));
     tcase_add_test(tc, test_captures);
     tcase_add_test(tc, test_render_ex);
+    tcase_add_test(tc, test_render_json_bytes);
+    tcase_add_test(tc, test_render_flags);
     tcase_add_test(tc, test_render_ex_unset);
     tcase_add_test(tc, test_many_variables);
     tcase_add_test(tc, test_register);
