@@ -233,22 +233,40 @@ GETTER(v_cookie)
 
 GETTER(v_arg) { return find_pair(r->query, sfx, '&', out); }
 
+/* The i-th X-Forwarded-For field's value, or 0 (removed slot, other name,
+ * empty value). */
+static int xff_at(const weir_request_t *r, size_t i, weir_str_t *value)
+{
+    weir_str_t name;
+    return weir_headers_at(&r->headers, i, &name, value) && value->len && name.len == 15 &&
+           strncasecmp(name.data, "x-forwarded-for", 15) == 0;
+}
+
+/* Every X-Forwarded-For field joined with ", " (as nginx does), then the
+ * client's address. */
 GETTER(v_proxy_add_x_forwarded_for)
 {
     UNUSED_SFX;
-    weir_str_t addr;
+    weir_str_t addr, value;
     if (v_remote_addr(r, sfx, &addr))
         return 1;
-    header_entry_t *e = headers_find(&r->headers, WEIR_STR("x-forwarded-for"));
-    if (!e)
+    size_t len = addr.len, n = weir_headers_count(&r->headers);
+    for (size_t i = 0; i < n; i++)
+        if (xff_at(r, i, &value))
+            len += value.len + 2;
+    if (len == addr.len)
         return out_str(addr, out);
-    size_t len = e->value.len + 2 + addr.len;
-    char *p = arena_alloc_raw(r->arena, len);
+    char *p = arena_alloc_raw(r->arena, len), *d = p;
     if (!p)
         return 1;
-    memcpy(p, e->value.data, e->value.len);
-    memcpy(p + e->value.len, ", ", 2);
-    memcpy(p + e->value.len + 2, addr.data, addr.len);
+    for (size_t i = 0; i < n; i++) {
+        if (!xff_at(r, i, &value))
+            continue;
+        memcpy(d, value.data, value.len);
+        memcpy(d + value.len, ", ", 2);
+        d += value.len + 2;
+    }
+    memcpy(d, addr.data, addr.len);
     out->data = p;
     out->len = len;
     return 0;

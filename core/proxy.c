@@ -816,11 +816,23 @@ int proxy_init(const weir_conf_t *cf)
     return pools ? 0 : -1;
 }
 
+/* The Host sent upstream: the client's (from the target for absolute-form),
+ * unless a module replaced the Host field (SPEC §6: "passed through unless a
+ * header rule changes it"). A module that removes it leaves the client's. */
+static weir_str_t upstream_host(const weir_request_t *r)
+{
+    header_entry_t *e = headers_find(&r->headers, WEIR_STR("host"));
+    if (e && e->value.data != r->client_host && e->value.len)
+        return e->value;
+    return r->host_header;
+}
+
 void proxy_start(weir_request_t *r)
 {
     client_t *c = r->client;
     c->sq = arena_alloc(r->arena, sizeof(sendq_t));
     c->up_framing = c->req.framing;
+    r->host_header = upstream_host(r);
     size_t hsz = h1_request_size(r->method, r->path, r->query, r->host_header, &r->headers,
                                  c->up_framing, c->req.content_length);
     char *buf = arena_alloc_raw(r->arena, hsz + 1);

@@ -275,6 +275,10 @@ int weir_request_set_path(weir_request_t *r, weir_str_t path)
 
 int weir_request_set_query(weir_request_t *r, weir_str_t query)
 {
+    if (query.len == 0) {
+        r->query = (weir_str_t){0}; /* no '?' goes upstream */
+        return 0;
+    }
     return copy_str(r, query, &r->query);
 }
 

@@ -326,7 +326,8 @@ weir_headers_t *weir_response_headers(weir_request_t *r);
 const struct sockaddr *weir_request_client_addr(const weir_request_t *r);
 const struct sockaddr *weir_request_server_addr(const weir_request_t *r);
 
-/* Change the path (and query) sent upstream; copied into the arena. */
+/* Change the path (and query) sent upstream; copied into the arena. An empty
+ * query removes it: no '?' is sent (1.1). */
 int weir_request_set_path(weir_request_t *r, weir_str_t path);
 int weir_request_set_query(weir_request_t *r, weir_str_t query);
 

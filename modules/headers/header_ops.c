@@ -74,6 +74,7 @@ int header_name_check(enum header_side side, const char *name, size_t len, char 
 {
     const struct reserved *rv;
 
+    (void)side; /* both sides reserve the same names since Host became settable */
     if (len == 0) {
         snprintf(why, whylen, "empty header name");
         return -1;
@@ -110,13 +111,6 @@ int header_name_check(enum header_side side, const char *name, size_t len, char 
                  "'%.*s' spells %s with '_', which weir never forwards (some servers read '_' "
                  "as '-'); delete this entry",
                  (int)len, name, rv->name);
-        return -1;
-    }
-    if (side == HEADER_SIDE_REQUEST && len == 4 && strncasecmp(name, "Host", 4) == 0) {
-        snprintf(why, whylen,
-                 "'Host' cannot be changed by request_headers: weir always sends the client's "
-                 "Host upstream and ignores a Host in the header list, because the module API "
-                 "has no way to change it yet; delete this entry");
         return -1;
     }
     return 0;
@@ -207,6 +201,13 @@ static const char *op_name(struct parse *p, const weir_node_t *n, enum header_op
     }
     if (header_name_check(p->side, name, strlen(name), why, sizeof(why)) < 0) {
         p->rc = weir_conf_error(p->cf, n, "%s.%s: %s", p->key, kind_word[kind], why);
+        return NULL;
+    }
+    if (kind == HEADER_OP_ADD && p->side == HEADER_SIDE_REQUEST && strcasecmp(name, "Host") == 0) {
+        p->rc = weir_conf_error(p->cf, n,
+                                "%s.add: a request carries exactly one Host (a second one makes "
+                                "servers answer 400); use set: to replace it",
+                                p->key);
         return NULL;
     }
     /* a name twice under one key is a mistake (set would keep only one, and

@@ -12,7 +12,7 @@
  * Names must be HTTP tokens (RFC 9110 §5.1). Hop-by-hop and framing names
  * (Connection, Keep-Alive, Proxy-Connection, TE, Trailer, Transfer-Encoding,
  * Upgrade, Content-Length, and their spellings with '_') belong to the core
- * and are refused, as is Host in request rules (see header_name_check).
+ * and are refused (see header_name_check).
  * Values are templates; captures ($1..$9) do not exist here and literal
  * control characters are refused at load.
  *

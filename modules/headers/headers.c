@@ -43,10 +43,9 @@
  *    one is a config error that says why. The core strips them from what it
  *    forwards (including every header a client's Connection names) whatever
  *    the rules say.
- *  - Host in request rules is refused: the core sends the client's Host (or
- *    the authority of an absolute-form target) upstream and skips any Host in
- *    the header list, and the module API has no call to change it, so such a
- *    rule could only be silently ignored. Host in response rules is allowed.
+ *  - Host may be set in request rules: the core sends a Host field a module
+ *    replaced instead of the client's (ABI 1.1). Removing Host leaves the
+ *    client's, since HTTP/1.1 needs one.
  *  - A rendered value with CR, LF, NUL or another control character is
  *    dropped and logged (warn, the rule's name only, never the value): the
  *    request goes on. `set` still removes the header it would replace, so a

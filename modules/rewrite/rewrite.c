@@ -20,10 +20,8 @@
  *     "/b/$1"         the path becomes "/b/..."; the query is kept as it came;
  *     "/b?x=$1"       the query is replaced by "x=..." (nginx would append the
  *                     old query after it; write "/b?x=$1&$args" for that);
- *     "/b?"           the query is dropped (as nginx's trailing '?'); a request
- *                     that had a query goes upstream as "/b?" because the API
- *                     cannot unset a query, only set it, and an empty query
- *                     still prints its '?'; one without a query goes as "/b".
+ *     "/b?"           the query is dropped (as nginx's trailing '?'): "/b" goes
+ *                     upstream, with no '?' (an empty query unsets it, ABI 1.1).
  *   Variables in both parts see the request before the rule: "$uri" is the
  *   old path. The rendered path must start with '/' (a literal first byte
  *   other than '/' is refused at load; a variable that renders otherwise

@@ -195,6 +195,30 @@ def test_x_forwarded_for_appends(weir, backend):
     assert h.get("X-Real-IP") == "127.0.0.1"
     h = _seen(get(w.port, "/echo", headers=[("X-Forwarded-For", "203.0.113.5, 198.51.100.1")]))
     assert h.get_all("X-Forwarded-For") == ["203.0.113.5, 198.51.100.1, 127.0.0.1"]
+    # several incoming fields are joined in order, as nginx does
+    h = _seen(get(w.port, "/echo", headers=[("X-Forwarded-For", "203.0.113.5"),
+                                            ("X-Forwarded-For", "198.51.100.1")]))
+    assert h.get_all("X-Forwarded-For") == ["203.0.113.5, 198.51.100.1, 127.0.0.1"]
+
+
+def test_host_set_by_a_rule_goes_upstream(weir, backend):
+    """SPEC §6: the client's Host is passed through unless a header rule changes it."""
+    w, b = _start(weir, backend, routes=[
+        {"path": "/set/", "request_headers": {"set": {"Host": "internal.$host"}}},
+        {"path": "/gone/", "request_headers": {"remove": ["Host"]}},
+        {"path": "/"}])
+    seen = _seen(get(w.port, "/set/x", host="shop.example"))
+    assert seen.get_all("Host") == ["internal.shop.example"]
+    # removing Host leaves the client's: HTTP/1.1 needs one
+    assert _seen(get(w.port, "/gone/x", host="shop.example")).get_all("Host") == ["shop.example"]
+    assert _seen(get(w.port, "/x", host="shop.example:8080")).get_all("Host") == ["shop.example:8080"]
+    # absolute-form: the target's authority, unless a rule sets Host
+    r = raw_request(w.port, b"GET http://abs.example/x HTTP/1.1\r\nHost: abs.example\r\n"
+                            b"Connection: close\r\n\r\n")
+    assert _seen(r).get_all("Host") == ["abs.example"]
+    r = raw_request(w.port, b"GET http://abs.example/set/x HTTP/1.1\r\nHost: abs.example\r\n"
+                            b"Connection: close\r\n\r\n")
+    assert _seen(r).get_all("Host") == ["internal.abs.example"]
 
 
 # ---------------------------------------------------------------- hop-by-hop
@@ -333,9 +357,8 @@ def test_config_refusals_all_reported_with_positions(tmp_path):
         "14:17: response_headers.remove: 'Transfer-Encoding' is message framing: weir writes "
         "its own Content-Length or chunked framing for each side from the body it actually "
         "sends; header rules cannot set, add or remove it: delete this entry",
-        "19:13: request_headers.add: 'Host' cannot be changed by request_headers: weir always "
-        "sends the client's Host upstream and ignores a Host in the header list, because the "
-        "module API has no way to change it yet; delete this entry",
+        "19:13: request_headers.add: a request carries exactly one Host (a second one makes "
+        "servers answer 400); use set: to replace it",
         "19:31: request_headers.add: 'Bad Name' is not a valid header name: ' ' at offset 3 "
         "is not a token character (RFC 9110 section 5.1: letters, digits and !#$%&'*+-.^_`|~)",
         "21:13: response_headers.set: 'Content-Length' is message framing",
