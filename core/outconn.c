@@ -5,8 +5,9 @@
  * A deadline cancels the pending operation; its completion then reports
  * -ETIMEDOUT. weir_conn_close with an operation in flight only cancels it and
  * marks the connection closed: the memory and the descriptor are released
- * when the cancelled completion arrives, because the kernel may still be
- * writing into the caller's buffer until then.
+ * when the cancelled completion arrives. A receive lands in a buffer the
+ * connection owns and is copied to the caller's on completion, so the
+ * caller's buffer is never written after a close.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -29,6 +30,9 @@ struct weir_conn {
     int closed;
     const char *data; /* send: the rest to go */
     size_t left, sent;
+    char *user_buf; /* recv: where the caller wants the bytes */
+    char *rbuf;     /* recv: where the kernel writes them */
+    size_t rcap;
     struct sockaddr_storage sa;
     socklen_t salen;
     weir_conn_fn fn;
@@ -43,6 +47,7 @@ static void conn_release(weir_conn_t *c)
         io_uring_prep_close(sqe, c->fd);
         loop_prep_op(sqe, NULL);
     }
+    free(c->rbuf);
     free(c);
 }
 
@@ -57,7 +62,7 @@ static void conn_submit(weir_conn_t *c)
         io_uring_prep_send(sqe, c->fd, c->data, c->left, MSG_NOSIGNAL);
         break;
     case OP_RECV:
-        io_uring_prep_recv(sqe, c->fd, (void *)c->data, c->left, 0);
+        io_uring_prep_recv(sqe, c->fd, c->rbuf, c->left, 0);
         break;
     case OP_NONE:
         break;
@@ -98,7 +103,11 @@ static void conn_complete(loop_op_t *op, int res, unsigned flags)
     if (c->timed_out && (res == -ECANCELED || res == -EINTR || res == -EALREADY))
         result = -ETIMEDOUT;
     else if (what == OP_SEND && res >= 0)
-        result = (long)(c->sent + (size_t)res);
+        /* short only when the deadline cut it (or the socket took nothing) */
+        result = (size_t)res < c->left ? (c->timed_out ? -ETIMEDOUT : -EPIPE)
+                                       : (long)(c->sent + (size_t)res);
+    else if (what == OP_RECV && res > 0)
+        memcpy(c->user_buf, c->rbuf, (size_t)res);
     c->timed_out = 0;
     c->fn(c, result, c->arg);
 }
@@ -154,7 +163,17 @@ int weir_conn_send(weir_conn_t *c, const void *data, size_t len, uint64_t timeou
 int weir_conn_recv(weir_conn_t *c, void *buf, size_t len, uint64_t timeout_ms, weir_conn_fn fn,
                    void *arg)
 {
-    return conn_start(c, OP_RECV, buf, len, timeout_ms, fn, arg);
+    if (c->pending != OP_NONE || c->closed)
+        return -1;
+    if (len > c->rcap) {
+        char *nb = realloc(c->rbuf, len);
+        if (!nb)
+            return -1;
+        c->rbuf = nb;
+        c->rcap = len;
+    }
+    c->user_buf = buf;
+    return conn_start(c, OP_RECV, NULL, len, timeout_ms, fn, arg);
 }
 
 void weir_conn_close(weir_conn_t *c)

@@ -421,8 +421,9 @@ typedef void (*weir_conn_fn)(weir_conn_t *c, long res, void *arg);
 /* Starts a connect; NULL (with errno set) if no socket could be made. */
 weir_conn_t *weir_conn_connect(const struct sockaddr *sa, socklen_t len, uint64_t timeout_ms,
                                weir_conn_fn fn, void *arg);
-/* 0, or -1 if an operation is already pending. `data` must stay valid until
- * the callback. */
+/* 0, or -1 if an operation is already pending (or memory ran out). `data`
+ * must stay valid until the callback or weir_conn_close; a receive writes
+ * into `buf` only just before its callback, never after a close. */
 int weir_conn_send(weir_conn_t *c, const void *data, size_t len, uint64_t timeout_ms,
                    weir_conn_fn fn, void *arg);
 int weir_conn_recv(weir_conn_t *c, void *buf, size_t len, uint64_t timeout_ms, weir_conn_fn fn,
