@@ -401,8 +401,6 @@ static void fill_request(client_t *c, weir_request_t *r)
     r->host_header = q->authority;
     r->version = q->version;
     r->headers = q->headers;
-    header_entry_t *host = headers_find(&r->headers, WEIR_STR("host"));
-    r->client_host = host ? host->value.data : NULL;
     r->keepalive = q->keepalive;
     r->expect_continue = q->expect_continue;
     r->has_body = q->framing != H1_FRAMING_NONE;

@@ -11,7 +11,6 @@
  * processes of the machine.
  */
 #include <stdatomic.h>
-#include <time.h>
 
 #include "conf.h"
 #include "log.h"
@@ -27,11 +26,7 @@ struct peer_shared {
 
 static uint64_t monotonic_now(void)
 {
-    if (g_loop)
-        return g_loop->now;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return g_loop ? g_loop->now : now_us() / 1000;
 }
 
 int peers_reserve(weir_conf_t *cf)

@@ -818,11 +818,13 @@ int proxy_init(const weir_conf_t *cf)
 
 /* The Host sent upstream: the client's (from the target for absolute-form),
  * unless a module replaced the Host field (SPEC §6: "passed through unless a
- * header rule changes it"). A module that removes it leaves the client's. */
+ * header rule changes it"). The parser points the client's Host field at
+ * host_header's bytes, so a field with other bytes is a module's. A module
+ * that removes it leaves the client's. */
 static weir_str_t upstream_host(const weir_request_t *r)
 {
     header_entry_t *e = headers_find(&r->headers, WEIR_STR("host"));
-    if (e && e->value.data != r->client_host && e->value.len)
+    if (e && e->value.data != r->host_header.data && e->value.len)
         return e->value;
     return r->host_header;
 }

@@ -36,9 +36,8 @@ struct weir_request {
 
     /* request head */
     weir_str_t method, target, path, query, host;
-    weir_str_t host_header; /* value sent upstream as Host (with port) */
-    const char *client_host; /* the client's Host field value bytes, to tell
-                                whether a module replaced the field */
+    weir_str_t host_header; /* value sent upstream as Host (with port); the
+                               Host field's own bytes when the client sent one */
     int version;            /* 10, 11 */
     weir_headers_t headers;
     int keepalive;
