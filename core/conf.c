@@ -1307,8 +1307,8 @@ weir_conf_t *conf_load(const conf_options_t *opt)
 
     resolve_routes(&L);
     resolve_balancers(&L);
-    if (!cf->nerrors && peers_reserve(cf) < 0 && !cf->nerrors)
-        weir_conf_error(cf, NULL, "cannot reserve shared memory for peer health");
+    if (!cf->nerrors)
+        peers_reserve(cf); /* reports its own error */
 
     phases_build(cf, opt->core_handlers);
     if (cf->nerrors)

@@ -203,7 +203,8 @@ const weir_node_t *conf_modules_key(const weir_conf_t *cf);
 const char *conf_resolve_path(weir_conf_t *cf, const char *p);
 
 /* Shared peer health (peers.c): one zone for every peer of the generation,
- * reserved at load time after the upstreams are read. 0 or -1. */
+ * reserved at load time after the upstreams are read. 0, or -1 after a
+ * config error. */
 int peers_reserve(weir_conf_t *cf);
 
 /* Module index of a descriptor in cf, or -1. */
