@@ -36,9 +36,12 @@ int peers_reserve(weir_conf_t *cf)
         total += cf->upstreams[u].npeers;
     if (total == 0)
         return 0;
+    unsigned errors = cf->nerrors;
     struct peer_shared *zone = weir_shm_zone(cf, "weir.peers", total * sizeof(*zone));
     if (!zone)
-        return -1;
+        return cf->nerrors > errors
+                   ? -1
+                   : weir_conf_error(cf, NULL, "out of memory reserving peer health");
     for (size_t u = 0; u < cf->nupstreams; u++)
         for (size_t i = 0; i < cf->upstreams[u].npeers; i++)
             cf->upstreams[u].peers[i].shared = zone++;
