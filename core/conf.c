@@ -1244,6 +1244,7 @@ weir_conf_t *conf_load(const conf_options_t *opt)
     }
     cf->arena = a;
     cf->errors_tail = &cf->errors;
+    cf->previous = opt->previous;
     L.cf = cf;
     cf->file = weir_conf_strdup(cf, opt->file);
     cf->dir = config_dir(cf, opt->file);
@@ -1328,13 +1329,18 @@ weir_conf_t *conf_load(const conf_options_t *opt)
     }
     if (cf->nerrors)
         goto fail;
+    cf->previous = NULL;
     return cf;
 
 oom:
     weir_conf_error(cf, &(weir_node_t){.file = cf->file ? cf->file : opt->file},
                     "out of memory");
 fail:
-    conf_print_errors(cf);
+    if (opt->report)
+        for (const conf_error_t *e = cf->errors; e; e = e->next)
+            opt->report(e->msg);
+    else
+        conf_print_errors(cf);
     conf_free(cf);
     return NULL;
 }

@@ -77,11 +77,13 @@ struct weir_listener {
 };
 
 struct peer_shared;
+struct peer_verdict;
 
 typedef struct peer {
     const char *address; /* as written */
     sockaddr_any_t addr;
-    struct peer_shared *shared; /* health, in the generation's shared zone */
+    struct peer_shared *shared;   /* passive health, carried across reloads */
+    struct peer_verdict *verdict; /* active checks' verdict, this generation's */
     unsigned weight; /* 1..1000 */
     int backup;
 } peer_t;
@@ -153,6 +155,10 @@ struct weir_conf {
     struct vars *vars;
     struct phases *phases;
     struct shm_zone *shm_zones;
+    /* The running generation while a reload loads this one (NULL otherwise,
+     * and after conf_load returns): zones of the same name and size are
+     * carried over from it (shm.c). */
+    const weir_conf_t *previous;
     struct weir_logfile *logfiles; /* opened by weir_logfile_open */
 };
 
@@ -169,6 +175,13 @@ typedef struct conf_options {
     /* Read the YAML and pid_file only (weir -s): signalling a running master
      * must not depend on modules, log paths or anything else being loadable. */
     int pid_file_only;
+    /* A reload: the generation now serving, whose shared zones a new one may
+     * carry on (NULL at start-up). */
+    const weir_conf_t *previous;
+    /* Where errors go, one message at a time ("file:line:col: text");
+     * NULL prints them to stderr. The master's reload sends them to the
+     * error log. */
+    void (*report)(const char *msg);
 } conf_options_t;
 
 /* Loads and checks a whole configuration generation. Returns NULL when it has

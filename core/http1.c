@@ -656,7 +656,7 @@ void client_send_answer(weir_request_t *r)
     /* an unread request body would desynchronise the connection: close */
     if (!c->body_done || c->closing)
         c->close_after = 1;
-    int keep = r->keepalive && !c->close_after && !worker_draining();
+    int keep = r->keepalive && !c->close_after && !weir_worker_draining();
     c->down_keepalive = keep;
     int version = r->version == 10 ? 10 : 11;
     int is_head = r->method.len == 4 && memcmp(r->method.data, "HEAD", 4) == 0;
@@ -689,7 +689,7 @@ void client_send_answer(weir_request_t *r)
 void client_finish_request(client_t *c)
 {
     weir_request_t *r = c->r;
-    int keep = c->down_keepalive && !c->close_after && !worker_draining() &&
+    int keep = c->down_keepalive && !c->close_after && !weir_worker_draining() &&
                c->requests < c->listener->limits.keepalive_requests && c->body_done;
     if (r) {
         request_run_log(r);

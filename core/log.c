@@ -14,17 +14,16 @@ static const char *const level_names[] = {"debug", "info", "notice", "warn", "er
 
 int log_open(const char *path, int level)
 {
-    log_level = level;
-    if (!path || strcmp(path, "stderr") == 0) {
-        log_fd = 2;
-        return 0;
+    int fd = 2;
+    if (path && strcmp(path, "stderr") != 0) {
+        fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return -1;
     }
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -1;
     if (log_fd > 2)
         close(log_fd);
     log_fd = fd;
+    log_level = level;
     return 0;
 }
 

@@ -12,7 +12,8 @@
 
 #include "weir/module.h"
 
-/* fd 2 and level info until configured. Returns -1 if path cannot be opened. */
+/* fd 2 and level info until configured. Returns -1 if path cannot be opened;
+ * the log in use is then kept. */
 int log_open(const char *path, int level);
 void log_set_level(int level);
 void log_msg(weir_log_level_t level, const char *fmt, ...) WEIR_PRINTF(2, 3);

@@ -126,7 +126,6 @@ int main(int argc, char **argv)
         conf_free(cf);
         return 0;
     }
-    int rc = master_run(cf, &mopt);
-    conf_free(cf);
-    return rc;
+    mopt.argv = argv;
+    return master_run(cf, &copt, &mopt);
 }

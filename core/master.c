@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,50 +16,85 @@
 #include "loop.h"
 #include "worker.h"
 
+/* A worker that dies this soon after its start counts as a quick death;
+ * repeated quick deaths back off 1, 2, 4 .. 30 s before the next start. */
+#define QUICK_DEATH_MS 1000
+#define BACKOFF_MAX_MS 30000
+/* After shutdown_timeout a draining worker closes what it has and exits;
+ * the master kills one still there this much later. */
+#define KILL_GRACE_MS 2000
+#define FAST_STOP_MS 5000
+
 typedef struct worker_slot {
     pid_t pid;
-    time_t started;
-    unsigned quick_deaths; /* consecutive deaths within a second of start */
-    time_t respawn_at;     /* backoff: 0 = now */
+    uint64_t started;      /* monotonic ms */
+    unsigned quick_deaths; /* consecutive deaths soon after start */
+    uint64_t respawn_at;   /* monotonic ms; 0 = now */
 } worker_slot_t;
 
-static struct {
+/* A configuration and the workers serving it. The newest is current; older
+ * ones drain and are freed when their last worker has gone. */
+typedef struct generation {
+    struct generation *next; /* older */
+    unsigned id;
     weir_conf_t *cf;
-    int *fds;
+    int *fds; /* per cf->listeners */
     worker_slot_t *slots;
     unsigned nslots;
+    int draining;
+    uint64_t kill_at; /* monotonic ms, while draining */
+} generation_t;
+
+static struct {
+    generation_t *gens; /* newest first */
+    unsigned last_id;
+    const conf_options_t *copt;
+    const master_options_t *opt;
     const char *pid_file;
+    int stopping;
+    pid_t upgrade_pid; /* the new binary's master, while it runs */
+    char oldbin[PATH_MAX];
 } m;
 
-static pid_t spawn(unsigned i)
+static uint64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* ---------------------------------------------------------------- workers */
+
+static void spawn(generation_t *g, unsigned i)
 {
     pid_t pid = fork();
     if (pid < 0) {
-        log_error("fork failed: %s", strerror(errno));
-        return -1;
+        log_error("fork failed: %s; retrying in a second", strerror(errno));
+        g->slots[i].respawn_at = monotonic_ms() + 1000;
+        return;
     }
     if (pid == 0) {
-        worker_info_t info = {.cf = m.cf, .listen_fds = m.fds, .index = i, .count = m.nslots};
+        listen_close_others(g->fds, g->cf->nlisteners);
+        worker_info_t info = {.cf = g->cf, .listen_fds = g->fds, .index = i, .count = g->nslots};
         _exit(worker_main(&info));
     }
-    m.slots[i].pid = pid;
-    m.slots[i].started = time(NULL);
-    m.slots[i].respawn_at = 0;
-    return pid;
+    g->slots[i].pid = pid;
+    g->slots[i].started = monotonic_ms();
+    g->slots[i].respawn_at = 0;
 }
 
-static void signal_workers(int sig)
+static void signal_generation(const generation_t *g, int sig)
 {
-    for (unsigned i = 0; i < m.nslots; i++)
-        if (m.slots[i].pid > 0)
-            kill(m.slots[i].pid, sig);
+    for (unsigned i = 0; i < g->nslots; i++)
+        if (g->slots[i].pid > 0)
+            kill(g->slots[i].pid, sig);
 }
 
-static unsigned live_workers(void)
+static unsigned live_workers(const generation_t *g)
 {
     unsigned n = 0;
-    for (unsigned i = 0; i < m.nslots; i++)
-        n += m.slots[i].pid > 0;
+    for (unsigned i = 0; i < g->nslots; i++)
+        n += g->slots[i].pid > 0;
     return n;
 }
 
@@ -71,90 +107,292 @@ static void describe_exit(int status, char *buf, size_t len)
         snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
 }
 
-/* Reaps children; restarts those that died unexpectedly unless stopping. */
-static void reap(int stopping)
+/* A worker of the current generation died: restart it, backing off when it
+ * keeps dying at start. */
+static void schedule_restart(generation_t *g, unsigned i, pid_t pid, int status)
+{
+    worker_slot_t *s = &g->slots[i];
+    char why[128];
+    describe_exit(status, why, sizeof(why));
+    uint64_t now = monotonic_ms();
+    s->quick_deaths = now - s->started < QUICK_DEATH_MS ? s->quick_deaths + 1 : 0;
+    uint64_t delay = 0;
+    if (s->quick_deaths > 1) {
+        unsigned shift = s->quick_deaths - 2 < 5 ? s->quick_deaths - 2 : 5;
+        delay = 1000u << shift;
+        if (delay > BACKOFF_MAX_MS)
+            delay = BACKOFF_MAX_MS;
+    }
+    s->respawn_at = now + delay;
+    if (delay)
+        log_error("worker %u (pid %d) %s; restarting in %llums (it died %u times in a row "
+                  "within a second of starting)",
+                  i, (int)pid, why, (unsigned long long)delay, s->quick_deaths);
+    else
+        log_error("worker %u (pid %d) %s; restarting", i, (int)pid, why);
+}
+
+static void upgrade_exited(int status);
+
+static void child_exited(pid_t pid, int status)
+{
+    if (pid == m.upgrade_pid) {
+        upgrade_exited(status);
+        return;
+    }
+    for (generation_t *g = m.gens; g; g = g->next) {
+        for (unsigned i = 0; i < g->nslots; i++) {
+            if (g->slots[i].pid != pid)
+                continue;
+            g->slots[i].pid = 0;
+            if (!g->draining && !m.stopping) {
+                schedule_restart(g, i, pid, status);
+            } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                char why[128];
+                describe_exit(status, why, sizeof(why));
+                log_warn("worker %u (pid %d) of generation %u %s while stopping", i, (int)pid,
+                         g->id, why);
+            }
+            return;
+        }
+    }
+}
+
+static void reap(void)
 {
     int status;
     pid_t pid;
-    while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        for (unsigned i = 0; i < m.nslots; i++) {
-            worker_slot_t *s = &m.slots[i];
-            if (s->pid != pid)
-                continue;
-            s->pid = 0;
-            if (stopping)
-                break;
-            char why[128];
-            describe_exit(status, why, sizeof(why));
-            time_t now = time(NULL);
-            s->quick_deaths = now - s->started < 1 ? s->quick_deaths + 1 : 0;
-            /* back off 1, 2, 4 .. 30 s when a worker keeps dying at start */
-            unsigned delay = 0;
-            if (s->quick_deaths > 1) {
-                delay = 1u << (s->quick_deaths - 2 < 5 ? s->quick_deaths - 2 : 5);
-                if (delay > 30)
-                    delay = 30;
-            }
-            s->respawn_at = now + delay;
-            log_error("worker %u (pid %d) %s; restarting%s", i, (int)pid, why,
-                      delay ? " after a backoff" : "");
-            break;
-        }
-    }
+    while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+        child_exited(pid, status);
 }
 
 static void respawn_due(void)
 {
-    time_t now = time(NULL);
-    for (unsigned i = 0; i < m.nslots; i++)
-        if (m.slots[i].pid == 0 && m.slots[i].respawn_at <= now)
-            spawn(i);
+    generation_t *g = m.gens;
+    if (!g || g->draining || m.stopping)
+        return;
+    uint64_t now = monotonic_ms();
+    for (unsigned i = 0; i < g->nslots; i++)
+        if (g->slots[i].pid == 0 && g->slots[i].respawn_at <= now)
+            spawn(g, i);
 }
 
-static int write_pid_file(void)
+/* ------------------------------------------------------------ generations */
+
+static void generation_free(generation_t *g)
 {
-    if (!m.pid_file)
-        return 0;
-    char tmp[4096];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", m.pid_file);
+    if (g->fds && g->cf)
+        listen_release(g->cf, g->fds);
+    conf_free(g->cf);
+    free(g->fds);
+    free(g->slots);
+    free(g);
+}
+
+/* A generation for cf, its sockets acquired, no workers yet; NULL after
+ * logging why (cf is then the caller's). */
+static generation_t *generation_new(weir_conf_t *cf)
+{
+    generation_t *g = calloc(1, sizeof(*g));
+    int *fds = calloc(cf->nlisteners + 1, sizeof(int));
+    unsigned n = cf->workers ? cf->workers : 1;
+    worker_slot_t *slots = calloc(n, sizeof(worker_slot_t));
+    if (!g || !fds || !slots || listen_acquire(cf, fds) < 0) {
+        if (!g || !fds || !slots)
+            log_error("out of memory starting a generation");
+        free(g);
+        free(fds);
+        free(slots);
+        return NULL;
+    }
+    g->id = ++m.last_id;
+    g->cf = cf;
+    g->fds = fds;
+    g->slots = slots;
+    g->nslots = n;
+    return g;
+}
+
+static void generation_start(generation_t *g)
+{
+    g->next = m.gens;
+    m.gens = g;
+    for (unsigned i = 0; i < g->nslots; i++)
+        spawn(g, i);
+}
+
+static void generation_drain(generation_t *g, int sig)
+{
+    if (!g->draining) {
+        g->draining = 1;
+        g->kill_at = monotonic_ms() + (sig == SIGTERM ? FAST_STOP_MS
+                                                      : g->cf->limits.shutdown_timeout +
+                                                            KILL_GRACE_MS);
+    }
+    signal_generation(g, sig);
+}
+
+/* Frees drained generations and kills workers past their deadline. */
+static void tend_generations(void)
+{
+    uint64_t now = monotonic_ms();
+    for (generation_t **pp = &m.gens; *pp;) {
+        generation_t *g = *pp;
+        unsigned live = live_workers(g);
+        if (g->draining && live && now >= g->kill_at) {
+            log_warn("generation %u: %u workers still running past their deadline; killing "
+                     "them",
+                     g->id, live);
+            signal_generation(g, SIGKILL);
+        }
+        if (g->draining && live == 0) {
+            log_notice("generation %u: all workers have exited", g->id);
+            *pp = g->next;
+            generation_free(g);
+            continue;
+        }
+        pp = &g->next;
+    }
+}
+
+/* --------------------------------------------------------------- pid file */
+
+static int write_pid_file(const char *path)
+{
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
-    if (!f) {
-        log_error("cannot write pid file %s: %s", m.pid_file, strerror(errno));
+    if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0 ||
+        rename(tmp, path) < 0) {
+        log_error("cannot write pid file %s: %s", path, strerror(errno));
         return -1;
     }
-    fprintf(f, "%d\n", (int)getpid());
-    fclose(f);
-    return rename(tmp, m.pid_file);
+    return 0;
 }
 
-/* Waits for the workers to exit, up to `ms`, then kills what is left. */
-static void wait_workers(uint64_t ms)
+/* Removes path if it names this process (after a binary upgrade the pid
+ * file belongs to the new master). */
+static void remove_own_pid_file(const char *path)
 {
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGCHLD);
-    struct timespec start;
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    while (live_workers()) {
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        uint64_t spent = (uint64_t)(now.tv_sec - start.tv_sec) * 1000 +
-                         (uint64_t)((now.tv_nsec - start.tv_nsec) / 1000000);
-        if (spent >= ms) {
-            log_warn("%u workers still running after %llums; killing them", live_workers(),
-                     (unsigned long long)ms);
-            signal_workers(SIGKILL);
-            while (live_workers() && waitpid(-1, NULL, 0) > 0)
-                reap(1);
-            for (unsigned i = 0; i < m.nslots; i++)
-                m.slots[i].pid = 0;
+    FILE *f = fopen(path, "r");
+    long pid = 0;
+    if (!f)
+        return;
+    if (fscanf(f, "%ld", &pid) == 1 && pid == (long)getpid())
+        unlink(path);
+    fclose(f);
+}
+
+/* ----------------------------------------------------------------- reload */
+
+static void report_to_log(const char *msg)
+{
+    log_error("%s", msg);
+}
+
+/* Master-level settings of a new generation: error log and pid file. */
+static int apply_master_settings(const weir_conf_t *old, const weir_conf_t *cf)
+{
+    if (strcmp(old->error_log, cf->error_log) != 0 || old->error_log_level != cf->error_log_level) {
+        if (log_open(cf->error_log, cf->error_log_level) < 0) {
+            log_error("reload: cannot open error log %s: %s", cf->error_log, strerror(errno));
+            return -1;
+        }
+    }
+    if (!m.opt->pid_file && m.pid_file && strcmp(m.pid_file, cf->pid_file) != 0 &&
+        !m.upgrade_pid) {
+        if (write_pid_file(cf->pid_file) < 0)
+            return -1;
+        remove_own_pid_file(m.pid_file);
+    }
+    if (!m.opt->pid_file)
+        m.pid_file = cf->pid_file;
+    return 0;
+}
+
+static void reload(void)
+{
+    generation_t *cur = m.gens;
+    log_notice("reload: reading %s", m.copt->file);
+    conf_options_t o = *m.copt;
+    o.previous = cur->cf;
+    o.report = report_to_log;
+    weir_conf_t *cf = conf_load(&o);
+    if (!cf) {
+        log_error("reload failed: %s has errors (above); generation %u keeps serving",
+                  m.copt->file, cur->id);
+        return;
+    }
+    generation_t *g = generation_new(cf);
+    if (!g || apply_master_settings(cur->cf, cf) < 0) {
+        if (g)
+            generation_free(g);
+        else
+            conf_free(cf);
+        log_error("reload failed; generation %u keeps serving", cur->id);
+        return;
+    }
+    generation_start(g);
+    generation_drain(cur, SIGQUIT);
+    for (size_t i = 0; i < cf->nlisteners; i++)
+        log_info("generation %u listening on %s", g->id, cf->listeners[i].address);
+    log_notice("reload: generation %u started with %u workers; generation %u drains for up to "
+               "%llums",
+               g->id, g->nslots, cur->id, (unsigned long long)cur->cf->limits.shutdown_timeout);
+}
+
+/* --------------------------------------------------------- binary upgrade */
+
+static void upgrade(void)
+{
+    if (m.upgrade_pid) {
+        log_warn("binary upgrade: the new master (pid %d) is still running; ignored",
+                 (int)m.upgrade_pid);
+        return;
+    }
+    if (m.pid_file) {
+        snprintf(m.oldbin, sizeof(m.oldbin), "%s.oldbin", m.pid_file);
+        if (rename(m.pid_file, m.oldbin) < 0) {
+            log_error("binary upgrade: cannot rename %s to %s: %s; not upgrading", m.pid_file,
+                      m.oldbin, strerror(errno));
             return;
         }
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = 100 * 1000000};
-        sigtimedwait(&set, NULL, &ts);
-        reap(1);
     }
+    char fds[4096];
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (listen_export(fds, sizeof(fds)) < 0 || setenv(LISTEN_INHERIT_ENV, fds, 1) < 0)
+            _exit(126);
+        execvp(m.opt->argv[0], m.opt->argv);
+        log_error("binary upgrade: cannot execute %s: %s", m.opt->argv[0], strerror(errno));
+        _exit(127);
+    }
+    if (pid < 0) {
+        log_error("binary upgrade: fork failed: %s", strerror(errno));
+        if (m.pid_file)
+            rename(m.oldbin, m.pid_file);
+        return;
+    }
+    m.upgrade_pid = pid;
+    log_notice("binary upgrade: started %s as pid %d; this master keeps serving until told to "
+               "quit",
+               m.opt->argv[0], (int)pid);
 }
+
+/* The new master is gone: this one is the master again. */
+static void upgrade_exited(int status)
+{
+    char why[128];
+    describe_exit(status, why, sizeof(why));
+    log_error("binary upgrade: the new master (pid %d) %s; this master (pid %d) goes on "
+              "serving",
+              (int)m.upgrade_pid, why, (int)getpid());
+    m.upgrade_pid = 0;
+    if (m.pid_file && !m.stopping && rename(m.oldbin, m.pid_file) < 0)
+        write_pid_file(m.pid_file);
+}
+
+/* ------------------------------------------------------------------- main */
 
 static int daemonize(void)
 {
@@ -173,26 +411,89 @@ static int daemonize(void)
     return 0;
 }
 
-int master_run(weir_conf_t *cf, const master_options_t *opt)
+static void stop_all(int sig)
+{
+    m.stopping = 1;
+    for (generation_t *g = m.gens; g; g = g->next)
+        generation_drain(g, sig);
+}
+
+static void reopen_logs(void)
+{
+    const weir_conf_t *cf = m.gens->cf;
+    if (log_open(cf->error_log, cf->error_log_level) < 0)
+        log_error("reopen: cannot open error log %s: %s", cf->error_log, strerror(errno));
+    for (generation_t *g = m.gens; g; g = g->next)
+        signal_generation(g, SIGUSR1);
+}
+
+static void handle_signal(int sig)
+{
+    switch (sig) {
+    case SIGTERM:
+    case SIGINT:
+        log_notice("fast stop (signal %d)", sig);
+        stop_all(SIGTERM);
+        break;
+    case SIGQUIT:
+        if (m.stopping)
+            break;
+        log_notice("graceful stop: draining for up to %llums",
+                   (unsigned long long)m.gens->cf->limits.shutdown_timeout);
+        stop_all(SIGQUIT);
+        break;
+    case SIGHUP:
+        if (!m.stopping)
+            reload();
+        break;
+    case SIGUSR1:
+        reopen_logs();
+        break;
+    case SIGUSR2:
+        if (!m.stopping)
+            upgrade();
+        break;
+    default:
+        break;
+    }
+}
+
+static int start(weir_conf_t *cf)
+{
+    if (log_open(cf->error_log, cf->error_log_level) < 0) {
+        fprintf(stderr, "weir: cannot open error log %s: %s\n", cf->error_log, strerror(errno));
+        return -1;
+    }
+    int inherited = listen_inherit();
+    generation_t *g = generation_new(cf);
+    listen_close_unclaimed();
+    if (!g)
+        return -1;
+    if (inherited > 0)
+        log_notice("binary upgrade: took over %d listening sockets", inherited);
+    /* a new binary started by an upgrade stays in its parent's session */
+    if (m.opt->daemon && inherited <= 0 && daemonize() < 0)
+        return -1;
+    if (m.pid_file && write_pid_file(m.pid_file) < 0)
+        return -1;
+    for (size_t i = 0; i < cf->nlisteners; i++)
+        log_notice("listening on %s", cf->listeners[i].address);
+    log_notice("weir started: %u workers", g->nslots);
+    generation_start(g);
+    return 0;
+}
+
+int master_run(weir_conf_t *cf, const conf_options_t *copt, const master_options_t *opt)
 {
     char msg[512];
     if (loop_probe(msg, sizeof(msg)) != 0) {
         fprintf(stderr, "weir: %s\n", msg);
+        conf_free(cf);
         return 1;
     }
-    m.cf = cf;
+    m.copt = copt;
+    m.opt = opt;
     m.pid_file = opt->pid_file ? opt->pid_file : cf->pid_file;
-    if (log_open(cf->error_log, cf->error_log_level) < 0) {
-        fprintf(stderr, "weir: cannot open error log %s: %s\n", cf->error_log, strerror(errno));
-        return 1;
-    }
-    m.fds = calloc(cf->nlisteners + 1, sizeof(int));
-    m.nslots = cf->workers ? cf->workers : 1;
-    m.slots = calloc(m.nslots, sizeof(worker_slot_t));
-    if (!m.fds || !m.slots || listen_open_all(cf, m.fds) < 0)
-        return 1;
-    if (opt->daemon && daemonize() < 0)
-        return 1;
 
     sigset_t set;
     sigemptyset(&set);
@@ -202,50 +503,28 @@ int master_run(weir_conf_t *cf, const master_options_t *opt)
     sigprocmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (write_pid_file() < 0)
+    if (start(cf) < 0) {
+        if (!m.gens)
+            conf_free(cf);
         return 1;
-    for (size_t i = 0; i < cf->nlisteners; i++)
-        log_notice("listening on %s", cf->listeners[i].address);
-    log_notice("weir started: %u workers", m.nslots);
-    for (unsigned i = 0; i < m.nslots; i++)
-        spawn(i);
-
-    int status = 0;
-    for (;;) {
-        struct timespec ts = {.tv_sec = 1, .tv_nsec = 0};
-        siginfo_t si;
-        int sig = sigtimedwait(&set, &si, &ts);
-        if (sig == SIGCHLD || sig < 0) {
-            reap(0);
-            respawn_due();
-            continue;
-        }
-        if (sig == SIGTERM || sig == SIGINT) {
-            log_notice("fast stop (signal %d)", sig);
-            signal_workers(SIGTERM);
-            wait_workers(5000);
-            break;
-        }
-        if (sig == SIGQUIT) {
-            log_notice("graceful stop: draining for up to %llums",
-                       (unsigned long long)cf->limits.shutdown_timeout);
-            signal_workers(SIGQUIT);
-            wait_workers(cf->limits.shutdown_timeout + 2000);
-            break;
-        }
-        if (sig == SIGUSR1) {
-            log_open(cf->error_log, cf->error_log_level);
-            signal_workers(SIGUSR1);
-            continue;
-        }
-        if (sig == SIGHUP || sig == SIGUSR2) {
-            log_warn("signal %d: reload and binary upgrade are not implemented yet; ignored", sig);
-            continue;
-        }
     }
-    listen_close_all(cf, m.fds);
-    if (m.pid_file)
-        unlink(m.pid_file);
+    while (m.gens) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000000};
+        int sig = sigtimedwait(&set, NULL, &ts);
+        if (sig > 0 && sig != SIGCHLD)
+            handle_signal(sig);
+        reap();
+        respawn_due();
+        tend_generations();
+        if (m.stopping && m.gens && !m.gens->draining)
+            stop_all(SIGQUIT);
+    }
+    if (m.pid_file) {
+        remove_own_pid_file(m.pid_file);
+        if (m.oldbin[0])
+            remove_own_pid_file(m.oldbin);
+    }
+    listen_close_unclaimed();
     log_notice("weir stopped");
-    return status;
+    return 0;
 }

@@ -6,10 +6,14 @@
 #include "modload.h"
 
 #include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "arena.h"
 
@@ -27,6 +31,121 @@ static const char *name_from_path(weir_conf_t *cf, const char *path)
 static const char *version_of(const weir_module_t *d)
 {
     return d->version ? d->version : "(no version)";
+}
+
+/*
+ * Loaded libraries, by file identity. A reload must pick up a module file
+ * that was replaced on disk, but glibc's dlopen() hands back the already
+ * loaded object for a path it has seen, even when the path now names a new
+ * file. So a module is opened by descriptor and loaded through
+ * /proc/self/fd/N: glibc then matches loaded objects by device and inode
+ * only, which is exactly "the same file". The descriptor stays open while
+ * the library is loaded, so that name cannot be reused for another file
+ * while glibc remembers it.
+ *
+ * A file overwritten in place (same inode, cp over it) cannot be loaded
+ * anew -- glibc would return the mapped copy, whose pages the overwrite has
+ * already changed under the running workers -- so it is refused with the fix.
+ */
+struct library {
+    struct library *next;
+    dev_t dev;
+    ino_t ino;
+    struct timespec mtime;
+    off_t size;
+    int fd;
+    void *handle;
+    unsigned refs;
+};
+
+static struct library *libraries;
+
+static void *library_open(weir_conf_t *cf, const weir_node_t *where, const char *name,
+                          const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        weir_conf_error(cf, where, "cannot load module '%s' from %s: %s", name, path,
+                        strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    for (struct library *l = libraries; l; l = l->next) {
+        if (l->dev != st.st_dev || l->ino != st.st_ino)
+            continue;
+        close(fd);
+        if (l->size != st.st_size || l->mtime.tv_sec != st.st_mtim.tv_sec ||
+            l->mtime.tv_nsec != st.st_mtim.tv_nsec) {
+            weir_conf_error(cf, where,
+                            "cannot load module '%s': %s was modified in place while loaded; "
+                            "replace a module file with a rename (install(1) or mv), never by "
+                            "writing over it",
+                            name, path);
+            return NULL;
+        }
+        l->refs++;
+        return l->handle;
+    }
+    struct library *l = calloc(1, sizeof(*l));
+    if (!l) {
+        close(fd);
+        weir_conf_error(cf, where, "out of memory loading module %s", path);
+        return NULL;
+    }
+    char byfd[64];
+    snprintf(byfd, sizeof(byfd), "/proc/self/fd/%d", fd);
+    /* Without /proc the path itself still loads; only a replaced file is
+     * then not picked up. */
+    const char *target = access(byfd, R_OK) == 0 ? byfd : path;
+    /* RTLD_NOW: an unresolved weir_* symbol (a module built for a newer core)
+     * fails here at load, not in a worker in the middle of a request.
+     * RTLD_LOCAL: modules cannot see or clash with each other's symbols. */
+    dlerror();
+    l->handle = dlopen(target, RTLD_NOW | RTLD_LOCAL);
+    if (!l->handle) {
+        const char *why = dlerror();
+        size_t tlen = strlen(target);
+        /* glibc prefixes the name it was given; name the real file instead */
+        if (why && strncmp(why, target, tlen) == 0 && strncmp(why + tlen, ": ", 2) == 0)
+            why += tlen + 2;
+        weir_conf_error(cf, where, "cannot load module '%s' from %s: %s", name, path,
+                        why ? why : "unknown error");
+        close(fd);
+        free(l);
+        return NULL;
+    }
+    l->dev = st.st_dev;
+    l->ino = st.st_ino;
+    l->mtime = st.st_mtim;
+    l->size = st.st_size;
+    l->fd = fd;
+    l->refs = 1;
+    l->next = libraries;
+    libraries = l;
+    return l->handle;
+}
+
+static void library_close(void *handle)
+{
+    for (struct library **pp = &libraries; *pp; pp = &(*pp)->next) {
+        struct library *l = *pp;
+        if (l->handle != handle)
+            continue;
+        if (--l->refs)
+            return;
+        *pp = l->next;
+        dlclose(l->handle);
+        char byfd[64];
+        snprintf(byfd, sizeof(byfd), "/proc/self/fd/%d", l->fd);
+        /* A library glibc keeps (RTLD_NODELETE, unique symbols) still answers
+         * to /proc/self/fd/N: keep N open so no other file ever gets it. */
+        if (!dlopen(byfd, RTLD_NOW | RTLD_NOLOAD))
+            close(l->fd);
+        free(l);
+        return;
+    }
 }
 
 int modload_open(weir_conf_t *cf, const weir_node_t *where, const char *name, const char *path,
@@ -49,16 +168,9 @@ int modload_open(weir_conf_t *cf, const weir_node_t *where, const char *name, co
             return weir_conf_error(cf, where, "out of memory loading module %s", path);
     }
 
-    /* RTLD_NOW: an unresolved weir_* symbol (a module built for a newer core)
-     * fails here at load, not in a worker in the middle of a request.
-     * RTLD_LOCAL: modules cannot see or clash with each other's symbols. */
-    dlerror();
-    handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-    if (!handle) {
-        const char *why = dlerror();
-        return weir_conf_error(cf, where, "cannot load module '%s' from %s: %s", name, path,
-                               why ? why : "unknown error");
-    }
+    handle = library_open(cf, where, name, path);
+    if (!handle)
+        return -1;
 
     dlerror();
     const weir_module_t *d = dlsym(handle, WEIR_MODULE_SYMBOL);
@@ -127,14 +239,14 @@ int modload_open(weir_conf_t *cf, const weir_node_t *where, const char *name, co
     return 0;
 
 fail:
-    dlclose(handle);
+    library_close(handle);
     return -1;
 }
 
 void modload_close(module_slot_t *slot)
 {
     if (slot->handle)
-        dlclose(slot->handle);
+        library_close(slot->handle);
     slot->handle = NULL;
 }
 

@@ -9,8 +9,17 @@
  *
  * Times are CLOCK_MONOTONIC milliseconds, which is one clock for all
  * processes of the machine.
+ *
+ * Across a reload the passive state is carried when the servers are the same
+ * (the zone's name fingerprints the layout, see shm.c), and the active
+ * verdicts are not: they live in a zone of their own generation, which the
+ * checker's new generation fills in from its own carried state
+ * (weir_peer_set_down at conf_done). So an old generation's checker, still
+ * finishing a probe while it drains, can never leave a verdict behind in a
+ * generation whose config no longer checks that server.
  */
 #include <stdatomic.h>
+#include <stdio.h>
 
 #include "conf.h"
 #include "log.h"
@@ -21,12 +30,36 @@ struct peer_shared {
     _Atomic uint64_t down_until;   /* passive verdict, monotonic ms */
     _Atomic uint64_t window_start; /* start of the current fail_timeout window */
     _Atomic uint32_t fails;        /* failures in that window */
+};
+
+struct peer_verdict {
     _Atomic uint32_t checked_down; /* active verdict */
 };
 
 static uint64_t monotonic_now(void)
 {
     return g_loop ? g_loop->now : now_us() / 1000;
+}
+
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return (h ^ 0xff) * 0x100000001b3ull; /* a separator: "ab","c" != "a","bc" */
+}
+
+/* The zone is indexed by position, so its name fingerprints the layout: a
+ * reload that keeps every upstream's servers carries their health on (shm.c);
+ * one that changes them starts fresh. */
+static void zone_name(const weir_conf_t *cf, char *buf, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t u = 0; u < cf->nupstreams; u++) {
+        h = fnv1a(h, cf->upstreams[u].name);
+        for (size_t i = 0; i < cf->upstreams[u].npeers; i++)
+            h = fnv1a(h, cf->upstreams[u].peers[i].address);
+    }
+    snprintf(buf, len, "weir.peers.%016llx", (unsigned long long)h);
 }
 
 int peers_reserve(weir_conf_t *cf)
@@ -37,14 +70,23 @@ int peers_reserve(weir_conf_t *cf)
     if (total == 0)
         return 0;
     unsigned errors = cf->nerrors;
-    struct peer_shared *zone = weir_shm_zone(cf, "weir.peers", total * sizeof(*zone));
-    if (!zone)
+    static unsigned long loads; /* a verdict zone name no earlier load used */
+    char name[64], verdicts_name[64];
+    zone_name(cf, name, sizeof(name));
+    snprintf(verdicts_name, sizeof(verdicts_name), "weir.verdicts.%lu", ++loads);
+    struct peer_shared *zone = weir_shm_zone(cf, name, total * sizeof(*zone));
+    struct peer_verdict *verdicts =
+        zone ? weir_shm_zone(cf, verdicts_name, total * sizeof(*verdicts)) : NULL;
+    if (!verdicts)
         return cf->nerrors > errors
                    ? -1
                    : weir_conf_error(cf, NULL, "out of memory reserving peer health");
-    for (size_t u = 0; u < cf->nupstreams; u++)
-        for (size_t i = 0; i < cf->upstreams[u].npeers; i++)
+    for (size_t u = 0; u < cf->nupstreams; u++) {
+        for (size_t i = 0; i < cf->upstreams[u].npeers; i++) {
             cf->upstreams[u].peers[i].shared = zone++;
+            cf->upstreams[u].peers[i].verdict = verdicts++;
+        }
+    }
     return 0;
 }
 
@@ -53,15 +95,15 @@ int weir_peer_is_down(const weir_upstream_t *u, size_t i)
     if (i >= u->npeers || !u->peers[i].shared)
         return 0;
     struct peer_shared *ps = u->peers[i].shared;
-    if (atomic_load_explicit(&ps->checked_down, memory_order_relaxed))
+    if (atomic_load_explicit(&u->peers[i].verdict->checked_down, memory_order_relaxed))
         return 1;
     return atomic_load_explicit(&ps->down_until, memory_order_relaxed) > monotonic_now();
 }
 
 void weir_peer_set_down(const weir_upstream_t *u, size_t i, int down)
 {
-    if (i < u->npeers && u->peers[i].shared)
-        atomic_store(&u->peers[i].shared->checked_down, down ? 1u : 0u);
+    if (i < u->npeers && u->peers[i].verdict)
+        atomic_store(&u->peers[i].verdict->checked_down, down ? 1u : 0u);
 }
 
 const struct sockaddr *weir_peer_sockaddr(const weir_upstream_t *u, size_t i, socklen_t *len)

@@ -126,7 +126,7 @@ static void up_close(upconn_t *up)
 static void pool_put(upconn_t *up)
 {
     pool_t *p = &pools[up->u->index];
-    if (up->u->keepalive == 0 || p->n >= up->u->keepalive || worker_draining()) {
+    if (up->u->keepalive == 0 || p->n >= up->u->keepalive || weir_worker_draining()) {
         up_close(up);
         return;
     }
@@ -470,7 +470,7 @@ static void send_response_head(weir_request_t *r)
     const h1_response_t *resp = &up->resp;
     h1_framing_t down = resp->framing;
     uint64_t clen = resp->content_length;
-    int keep = r->keepalive && !c->close_after && !worker_draining();
+    int keep = r->keepalive && !c->close_after && !weir_worker_draining();
     if (down == H1_FRAMING_NONE && resp->has_content_length) {
         down = H1_FRAMING_LENGTH; /* HEAD/304: echo the length, send no body */
     } else if (down == H1_FRAMING_CHUNKED || down == H1_FRAMING_CLOSE) {

@@ -72,6 +72,19 @@ static void resume_accepts(struct timer *t)
         arm_accept(&w.acceptors[i]);
 }
 
+/* A draining worker exits when its last connection is gone and every
+ * accept has ended: a connection the kernel handed over while the cancel was
+ * on its way is served too, never dropped with the process. */
+static void maybe_stop(void)
+{
+    if (!w.draining || w.conns)
+        return;
+    for (size_t i = 0; i < w.nacceptors; i++)
+        if (w.acceptors[i].armed)
+            return;
+    w.loop.stop = 1;
+}
+
 static void on_accept(loop_op_t *op, int res, unsigned flags)
 {
     acceptor_t *a = (acceptor_t *)op;
@@ -88,12 +101,14 @@ static void on_accept(loop_op_t *op, int res, unsigned flags)
             cancel_accepts();
             timer_after(&w.loop, &w.resume_timer, 100);
         }
+        maybe_stop();
         return;
     } else if (res != -ECANCELED && res != -EINTR && res != -ECONNABORTED) {
         log_error("accept on %s: %s", a->listener->address, strerror(-res));
     }
     if (!a->armed && !w.paused && !w.draining)
         arm_accept(a);
+    maybe_stop();
 }
 
 void worker_conn_opened(void)
@@ -110,11 +125,10 @@ void worker_conn_closed(void)
     w.conns--;
     if (w.paused && w.conns < w.info->cf->limits.max_connections && !w.resume_timer.deadline)
         resume_accepts(NULL);
-    if (w.draining && w.conns == 0)
-        w.loop.stop = 1;
+    maybe_stop();
 }
 
-int worker_draining(void)
+int weir_worker_draining(void)
 {
     return w.draining;
 }
@@ -133,10 +147,8 @@ static void start_drain(void)
     w.draining = 1;
     cancel_accepts();
     http1_drain();
-    if (w.conns == 0)
-        w.loop.stop = 1;
-    else
-        timer_after(&w.loop, &w.drain_timer, w.info->cf->limits.shutdown_timeout);
+    timer_after(&w.loop, &w.drain_timer, w.info->cf->limits.shutdown_timeout);
+    maybe_stop();
 }
 
 static void arm_signals(void);

@@ -21,6 +21,5 @@ int worker_main(const worker_info_t *info);
 /* Connection accounting for accept pausing (max_connections). */
 void worker_conn_opened(void);
 void worker_conn_closed(void);
-int worker_draining(void);
 
 #endif

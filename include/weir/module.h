@@ -32,6 +32,10 @@
  *        loop and reopened on SIGUSR1 (weir_logfile_*); rendering flags for logs
  *        (weir_template_render_flags); weir_request_conf; weir_conf_cleanup;
  *        weir_conf_error accepts a NULL node (message without a position).
+ *   1.2  reloads: weir_worker_draining; a shared zone keeping its name and
+ *        size across a reload is the same memory (weir_shm_zone); active
+ *        verdicts (weir_peer_set_down) may be set at conf_done and belong to
+ *        their generation.
  */
 #ifndef WEIR_MODULE_H
 #define WEIR_MODULE_H
@@ -46,7 +50,7 @@ extern "C" {
 #endif
 
 #define WEIR_ABI_MAJOR 1
-#define WEIR_ABI_MINOR 1
+#define WEIR_ABI_MINOR 2
 
 /* Marks the descriptor as the one symbol a module exports. */
 #define WEIR_MODULE_EXPORT __attribute__((visibility("default")))
@@ -291,7 +295,10 @@ int weir_peer_usable(weir_request_t *r, const weir_upstream_t *u, size_t i);
 /* (1.1) Peer health lives in shared memory, one state per peer for all
  * workers of the generation. A peer is down while an active check marked it
  * down (weir_peer_set_down) or while passive failures (max_fails within
- * fail_timeout) keep it down; either source is enough. */
+ * fail_timeout) keep it down; either source is enough. (1.2) Active verdicts
+ * belong to the generation and start "up" in a new one; a checker sets them
+ * in conf_done from its carried state, so the new workers start with them.
+ * Passive state is carried across a reload that keeps the same servers. */
 void weir_peer_set_down(const weir_upstream_t *u, size_t i, int down);
 int weir_peer_is_down(const weir_upstream_t *u, size_t i);
 /* The peer's resolved address, for outbound connections. */
@@ -455,7 +462,14 @@ int weir_logfile_write(weir_logfile_t *f, const void *data, size_t len);
 
 /* A zone of `size` bytes shared by every worker of the generation, zeroed at
  * creation. Reserve at config time (conf_done); the pointer is valid in all
- * workers. Concurrent writers must use atomics. NULL after weir_conf_error. */
+ * workers. Concurrent writers must use atomics. NULL after weir_conf_error.
+ * (1.2) On a reload, a zone requested with the name and size of one the
+ * running generation holds is that same memory, contents kept, shared with
+ * the old workers while they drain: state (counters, health) carries on.
+ * So conf_done must not reset a zone it gets, and a zone indexed by config
+ * positions should have the layout in its name (a fingerprint), so a changed
+ * layout starts fresh. A failed reload must not have changed anything
+ * either: write to a zone only from workers. */
 void *weir_shm_zone(weir_conf_t *cf, const char *name, size_t size);
 
 /* True in exactly one worker of the generation: the process in which
@@ -464,6 +478,10 @@ int weir_worker_is_primary(void);
 /* 0-based worker index and count. */
 unsigned weir_worker_index(void);
 unsigned weir_worker_count(void);
+/* (1.2) True once this worker was told to stop (reload or graceful stop):
+ * it accepts nothing more and finishes what it has. Background tasks stop
+ * starting new work, since the next generation's primary took over. */
+int weir_worker_draining(void);
 
 /* ----------------------------------------------------------------- logging */
 

@@ -37,8 +37,13 @@
  *    and is restarted by the master resumes where it was: a server it held
  *    down stays down until `rise` passes, and each change is logged once
  *    (warn when a server goes down, with the reason of the last failure;
- *    notice when it comes back). A reload starts a new generation: fresh
- *    zones, every server up again.
+ *    notice when it comes back).
+ *  - A reload carries the state on when the checked servers are the same:
+ *    the zone's name fingerprints them, and a zone of the same name and size
+ *    is the running generation's memory (weir_shm_zone). The verdicts are
+ *    put into the new generation at conf_done, so its workers start with
+ *    them; a changed server list starts fresh (every server up). The old
+ *    generation's prober stops starting checks once its worker drains.
  *  - Checks of one server never overlap: the next starts `interval` after
  *    the previous one started (timeout <= interval is required, so a check
  *    always ends first). The first checks of an upstream's servers are
@@ -392,6 +397,30 @@ static int build_requests(weir_conf_t *cf, weir_upstream_t *u, struct hc_upstrea
     return 0;
 }
 
+static uint64_t fnv1a(uint64_t h, const char *s)
+{
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return (h ^ 0xff) * 0x100000001b3ull; /* a separator between strings */
+}
+
+/* The state is indexed by position: the name fingerprints the checked
+ * upstreams and their servers, so only the same layout carries it on. */
+static void zone_name(weir_conf_t *cf, char *buf, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t k = 0; k < weir_conf_upstream_count(cf); k++) {
+        weir_upstream_t *u = weir_conf_upstream(cf, k);
+        const struct hc_upstream_conf *c = weir_upstream_conf(u, &weir_module);
+        if (c == NULL || !c->check.enabled)
+            continue;
+        h = fnv1a(h, weir_upstream_name(u));
+        for (size_t i = 0; i < weir_upstream_peer_count(u); i++)
+            h = fnv1a(h, weir_peer_address(u, i));
+    }
+    snprintf(buf, len, "healthcheck.state.%016llx", (unsigned long long)h);
+}
+
 static int hc_conf_done(weir_conf_t *cf)
 {
     size_t total = 0;
@@ -404,8 +433,11 @@ static int hc_conf_done(weir_conf_t *cf)
     }
     if (total == 0)
         return 0;
-    /* The verdicts outlive a restart of the primary worker (see the top). */
-    struct hc_state *zone = weir_shm_zone(cf, "healthcheck.state", total * sizeof(*zone));
+    /* The verdicts outlive a restart of the primary worker and a reload
+     * (see the top). */
+    char name[64];
+    zone_name(cf, name, sizeof(name));
+    struct hc_state *zone = weir_shm_zone(cf, name, total * sizeof(*zone));
     if (zone == NULL)
         return -1;
     for (size_t k = 0; k < weir_conf_upstream_count(cf); k++) {
@@ -414,6 +446,9 @@ static int hc_conf_done(weir_conf_t *cf)
         if (c == NULL || !c->check.enabled)
             continue;
         c->state = zone;
+        for (size_t i = 0; i < weir_upstream_peer_count(u); i++)
+            if (zone[i].down) /* carried from the running generation */
+                weir_peer_set_down(u, i, 1);
         zone += weir_upstream_peer_count(u);
         if (c->check.type == HC_HTTP && build_requests(cf, u, c) < 0)
             return weir_conf_error(cf, weir_upstream_node(u), "health_check: out of memory");
@@ -476,6 +511,9 @@ static void probe_done(struct hc_probe *p, int ok, const char *reason)
     case HC_SAME:
         break;
     }
+    /* a draining worker's generation was replaced: its prober checks there */
+    if (weir_worker_draining())
+        return;
     uint64_t now = weir_monotonic_ms(), next = p->started + hc->interval_ms;
     weir_timer_start(p->timer, next > now ? next - now : 0);
 }
@@ -596,6 +634,8 @@ static void probe_start(void *arg)
     const struct sockaddr *sa = weir_peer_sockaddr(p->u, p->i, &len);
     char why[160];
 
+    if (weir_worker_draining())
+        return;
     p->started = weir_monotonic_ms();
     p->have = 0;
     if (sa == NULL) {
