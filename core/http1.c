@@ -751,7 +751,12 @@ void http1_drain(void)
     client_t *next;
     for (client_t *c = all_clients; c; c = next) {
         next = c->next;
-        if (c->state == C_IDLE)
+        /* Idle between requests: the client may be sending the next one
+         * right now, but it will retry it, since nothing of an answer came
+         * back. A new connection waiting for its first request is not idle:
+         * the client is sending (deferred accept waited for its bytes), and
+         * closing it would fail a request that was never answered. */
+        if (c->state == C_IDLE && c->requests > 0)
             client_close(c);
         else
             c->close_after = 1;

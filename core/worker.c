@@ -1,6 +1,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +23,16 @@
 #define RECV_BUFFERS 128
 #define RECV_BUFFER_SIZE 16384
 
+/* How often a worker looks for connections left waiting (see accept_watch). */
+#define ACCEPT_WATCH_MS 100
+
 typedef struct acceptor {
     loop_op_t op;
     int fd;
     const weir_listener_t *listener;
     int armed;
+    int rearm;        /* cancelled by the watch: arm again when it ends */
+    unsigned accepted; /* connections since the last watch tick */
 } acceptor_t;
 
 static struct {
@@ -37,7 +43,7 @@ static struct {
     unsigned long conns;
     int draining;
     int paused; /* accept paused by max_connections or fd exhaustion */
-    struct timer drain_timer, resume_timer;
+    struct timer drain_timer, resume_timer, watch_timer;
     loop_op_t sig_op;
     int sig_fd;
     struct signalfd_siginfo siginfo;
@@ -85,12 +91,45 @@ static void maybe_stop(void)
     w.loop.stop = 1;
 }
 
+/*
+ * A lost wakeup, and its cure. Workers of every generation wait on the same
+ * listening socket, and the kernel wakes one exclusive waiter per incoming
+ * connection. When the waiter it picks is an accept being cancelled (an old
+ * generation that starts to drain, a worker that exits or pauses), the
+ * wakeup is spent and nobody accepts: the connection stays queued until the
+ * next one arrives, and a burst of reconnects after a reload could wait for
+ * good. So every ACCEPT_WATCH_MS a worker that accepted nothing on a
+ * listener asks (poll, timeout 0) whether a connection is waiting there, and
+ * if so re-arms its accept: arming tries an accept at once.
+ */
+static void accept_watch(struct timer *t)
+{
+    for (size_t i = 0; i < w.nacceptors && !w.draining && !w.paused; i++) {
+        acceptor_t *a = &w.acceptors[i];
+        struct pollfd pfd = {.fd = a->fd, .events = POLLIN};
+        if (!a->accepted && a->armed && !a->rearm && poll(&pfd, 1, 0) == 1) {
+            log_info("accept on %s: a connection is waiting unseen; re-arming",
+                      a->listener->address);
+            struct io_uring_sqe *sqe = loop_sqe(&w.loop);
+            io_uring_prep_cancel(sqe, &a->op, 0);
+            loop_prep_op(sqe, NULL);
+            a->rearm = 1;
+        }
+        a->accepted = 0;
+    }
+    if (!w.draining)
+        timer_after(&w.loop, t, ACCEPT_WATCH_MS);
+}
+
 static void on_accept(loop_op_t *op, int res, unsigned flags)
 {
     acceptor_t *a = (acceptor_t *)op;
-    if (!(flags & IORING_CQE_F_MORE))
+    if (!(flags & IORING_CQE_F_MORE)) {
         a->armed = 0;
+        a->rearm = 0;
+    }
     if (res >= 0) {
+        a->accepted++;
         http1_accept(res, a->listener, w.info->cf);
     } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
         /* out of descriptors: stop accepting for a moment, as nginx does */
@@ -228,6 +267,7 @@ int worker_main(const worker_info_t *info)
     }
     timer_init(&w.drain_timer, drain_deadline);
     timer_init(&w.resume_timer, resume_accepts);
+    timer_init(&w.watch_timer, accept_watch);
     if (setup_signals() < 0 || http1_init(cf) < 0)
         return 1;
     if (run_worker_hooks(cf, 1) < 0)
@@ -242,6 +282,7 @@ int worker_main(const worker_info_t *info)
         w.acceptors[i].listener = &cf->listeners[i];
         arm_accept(&w.acceptors[i]);
     }
+    timer_after(&w.loop, &w.watch_timer, ACCEPT_WATCH_MS);
     loop_run(&w.loop);
     run_worker_hooks(cf, 0);
     logfiles_flush_at_exit(cf);

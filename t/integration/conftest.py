@@ -853,10 +853,12 @@ class Weir:
         return text
 
     # -- run -------------------------------------------------------------
-    def start(self, cfg=None, args=None, wait=True, timeout=10.0, wrapper=None):
+    def start(self, cfg=None, args=None, wait=True, timeout=10.0, wrapper=None, binary=None,
+              modules_dir=None):
         if cfg is not None:
             self.write(cfg)
-        cmd = list(wrapper or []) + [WEIR_BIN, "-c", self.conf_path, "-M", MODULES_DIR]
+        cmd = list(wrapper or []) + [binary or WEIR_BIN, "-c", self.conf_path,
+                                     "-M", modules_dir or MODULES_DIR]
         cmd += list(args or [])
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.logf,
