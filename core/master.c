@@ -50,10 +50,10 @@ static struct {
     unsigned last_id;
     const conf_options_t *copt;
     const master_options_t *opt;
-    const char *pid_file;
+    char pid_file[PATH_MAX]; /* "" for none; a copy: generations come and go */
     int stopping;
     pid_t upgrade_pid; /* the new binary's master, while it runs */
-    char oldbin[PATH_MAX];
+    char oldbin[PATH_MAX + 8];
 } m;
 
 static uint64_t monotonic_ms(void)
@@ -299,14 +299,12 @@ static int apply_master_settings(const weir_conf_t *old, const weir_conf_t *cf)
             return -1;
         }
     }
-    if (!m.opt->pid_file && m.pid_file && strcmp(m.pid_file, cf->pid_file) != 0 &&
-        !m.upgrade_pid) {
+    if (!m.opt->pid_file && strcmp(m.pid_file, cf->pid_file) != 0 && !m.upgrade_pid) {
         if (write_pid_file(cf->pid_file) < 0)
             return -1;
         remove_own_pid_file(m.pid_file);
+        snprintf(m.pid_file, sizeof(m.pid_file), "%s", cf->pid_file);
     }
-    if (!m.opt->pid_file)
-        m.pid_file = cf->pid_file;
     return 0;
 }
 
@@ -350,7 +348,7 @@ static void upgrade(void)
                  (int)m.upgrade_pid);
         return;
     }
-    if (m.pid_file) {
+    if (m.pid_file[0]) {
         snprintf(m.oldbin, sizeof(m.oldbin), "%s.oldbin", m.pid_file);
         if (rename(m.pid_file, m.oldbin) < 0) {
             log_error("binary upgrade: cannot rename %s to %s: %s; not upgrading", m.pid_file,
@@ -369,7 +367,7 @@ static void upgrade(void)
     }
     if (pid < 0) {
         log_error("binary upgrade: fork failed: %s", strerror(errno));
-        if (m.pid_file)
+        if (m.pid_file[0])
             rename(m.oldbin, m.pid_file);
         return;
     }
@@ -388,7 +386,7 @@ static void upgrade_exited(int status)
               "serving",
               (int)m.upgrade_pid, why, (int)getpid());
     m.upgrade_pid = 0;
-    if (m.pid_file && !m.stopping && rename(m.oldbin, m.pid_file) < 0)
+    if (m.pid_file[0] && !m.stopping && rename(m.oldbin, m.pid_file) < 0)
         write_pid_file(m.pid_file);
 }
 
@@ -474,7 +472,7 @@ static int start(weir_conf_t *cf)
     /* a new binary started by an upgrade stays in its parent's session */
     if (m.opt->daemon && inherited <= 0 && daemonize() < 0)
         return -1;
-    if (m.pid_file && write_pid_file(m.pid_file) < 0)
+    if (m.pid_file[0] && write_pid_file(m.pid_file) < 0)
         return -1;
     for (size_t i = 0; i < cf->nlisteners; i++)
         log_notice("listening on %s", cf->listeners[i].address);
@@ -493,7 +491,13 @@ int master_run(weir_conf_t *cf, const conf_options_t *copt, const master_options
     }
     m.copt = copt;
     m.opt = opt;
-    m.pid_file = opt->pid_file ? opt->pid_file : cf->pid_file;
+    const char *pid_file = opt->pid_file ? opt->pid_file : cf->pid_file;
+    if (pid_file && strlen(pid_file) >= sizeof(m.pid_file)) {
+        fprintf(stderr, "weir: pid file path %s is too long\n", pid_file);
+        conf_free(cf);
+        return 1;
+    }
+    snprintf(m.pid_file, sizeof(m.pid_file), "%s", pid_file ? pid_file : "");
 
     sigset_t set;
     sigemptyset(&set);
@@ -519,7 +523,7 @@ int master_run(weir_conf_t *cf, const conf_options_t *copt, const master_options
         if (m.stopping && m.gens && !m.gens->draining)
             stop_all(SIGQUIT);
     }
-    if (m.pid_file) {
+    if (m.pid_file[0]) {
         remove_own_pid_file(m.pid_file);
         if (m.oldbin[0])
             remove_own_pid_file(m.oldbin);
