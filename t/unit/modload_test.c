@@ -3,6 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "arena.h"
 #include "conf.h"
@@ -196,6 +199,73 @@ START_TEST(test_hook_error_at_modules_key)
 }
 END_TEST
 
+/* Copies file src into path by writing aside and renaming over, as install(1)
+ * and package managers do: path gets a new inode. */
+static void install_file(const char *src, const char *path)
+{
+    char tmp[4096], buf[65536];
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    FILE *in = fopen(src, "rb"), *out = fopen(tmp, "wb");
+    ck_assert_ptr_nonnull(in);
+    ck_assert_ptr_nonnull(out);
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    ck_assert_int_eq(fclose(out), 0);
+    ck_assert_int_eq(rename(tmp, path), 0);
+}
+
+/* A reload loads a module file replaced on disk anew, shares one that did
+ * not change, and refuses one written over in place. */
+START_TEST(test_replaced_file_loads_anew)
+{
+    char dir[] = "/tmp/weir-modload-XXXXXX", path[4096], v1[4096], v2[4096];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/stamp.so", dir);
+    snprintf(v1, sizeof(v1), "%s/stamp_v1.so", mods_dir());
+    snprintf(v2, sizeof(v2), "%s/stamp_v2.so", mods_dir());
+    install_file(v1, path);
+
+    weir_conf_t *a = conf_new(), *b = conf_new(), *c = conf_new();
+    ck_assert_int_eq(modload_open(a, &where, "stamp", path, &a->modules[0]), 0);
+    a->nmodules = 1;
+    ck_assert_str_eq(a->modules[0].desc->version, "v1");
+    /* the same file: the same loaded copy */
+    ck_assert_int_eq(modload_open(b, &where, "stamp", path, &b->modules[0]), 0);
+    b->nmodules = 1;
+    ck_assert_ptr_eq(b->modules[0].handle, a->modules[0].handle);
+
+    /* replaced by a rename: the new build, while the old one stays usable */
+    install_file(v2, path);
+    ck_assert_int_eq(modload_open(c, &where, "stamp", path, &c->modules[0]), 0);
+    c->nmodules = 1;
+    ck_assert_str_eq(c->modules[0].desc->version, "v2");
+    ck_assert_ptr_ne(c->modules[0].handle, a->modules[0].handle);
+    ck_assert_str_eq(a->modules[0].desc->version, "v1");
+    conf_del(a);
+    ck_assert_str_eq(b->modules[0].desc->version, "v1");
+    conf_del(b);
+
+    /* written over in place (same inode, new mtime): refused, with the fix */
+    struct timespec later[2] = {{.tv_nsec = UTIME_OMIT}, {.tv_sec = 1000000000}};
+    ck_assert_int_eq(utimensat(AT_FDCWD, path, later, 0), 0);
+    weir_conf_t *d = conf_new();
+    ck_assert_int_eq(modload_open(d, &where, "stamp", path, &d->modules[0]), -1);
+    char want[8192];
+    snprintf(want, sizeof(want),
+             "weir.yaml:3:5: cannot load module 'stamp': %s was modified in place while "
+             "loaded; replace a module file with a rename (install(1) or mv), never by "
+             "writing over it",
+             path);
+    ck_assert_str_eq(d->errors->msg, want);
+    conf_del(d);
+    conf_del(c);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
 static const struct owner {
     unsigned scope;
     const char *key;
@@ -241,6 +311,7 @@ int main(void)
     tcase_add_test(tc, test_good_module);
     tcase_add_test(tc, test_hook_past_struct_size);
     tcase_add_test(tc, test_hook_error_at_modules_key);
+    tcase_add_test(tc, test_replaced_file_loads_anew);
     tcase_add_loop_test(tc, test_known_owner, 0, (int)(sizeof(owners) / sizeof(owners[0])));
     suite_add_tcase(s, tc);
 
