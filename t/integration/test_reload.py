@@ -519,3 +519,38 @@ def test_failed_binary_upgrade_leaves_old_serving(weir, backend, tmp_path, how):
     w.write(_config(w, b, 3))
     w.send_signal(signal.SIGHUP)
     assert wait_for(lambda: get(w.port, "/").headers.get("X-Gen") == "3", 10), w.log()
+
+
+def test_draining_checker_stops_probing(weir, backend):
+    """While the old primary worker drains (a slow request keeps it), only
+    the new generation's checker probes: about window/interval checks, not
+    twice that."""
+    b = backend()
+    w = weir()
+    ups = {"b": {"servers": [b.addr],
+                 "health_check": {"path": "/health", "interval": "200ms", "timeout": "150ms"}}}
+
+    def cfg(gen):
+        c = w.config(upstreams=ups, routes=[{"path": "/", "upstream": "b"}], workers=1,
+                     port=w.port, modules=["router", "lb_roundrobin", "headers", "healthcheck"])
+        c["response_headers"] = {"set": {"X-Gen": str(gen)}}
+        return c
+    w.start(cfg(1))
+    (old,) = w.wait_workers(1)
+    s = connect(w.port)
+    s.sendall(b"GET /delay/4000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert wait_for(lambda: any(r.path == "/delay/4000" for r in b.requests), 5)
+    w.write(cfg(2))
+    w.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: _generation_started(w, 2), 5), w.log()
+    time.sleep(0.3)            # the old checker's last check, if one was under way
+    start = len([r for r in b.requests if r.path == "/health"])
+    window = 2.0
+    time.sleep(window)
+    n = len([r for r in b.requests if r.path == "/health"]) - start
+    assert not _gone(old), "the old worker should still be draining"
+    per = window / 0.2
+    assert per * 0.5 <= n <= per * 1.35, n
+    r = read_response(Reader(s))
+    assert r.status == 200
+    s.close()

@@ -114,6 +114,8 @@ START_TEST(test_handover_through_environment)
     snprintf(want, sizeof(want), "%d;%d", f[1], f[0]);
     ck_assert_str_eq(env, want);
     ck_assert_int_eq(listen_export(env, 3), -1);
+    listen_release(g, f);
+    conf_del(g);
 }
 END_TEST
 
