@@ -792,6 +792,15 @@ def children_of(pid):
     return sorted(kids)
 
 
+def gone(pid):
+    """True once pid has exited (or is a zombie)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(") ", 1)[1][0] in "ZX"
+    except (OSError, IndexError):
+        return True
+
+
 def proc_status_kb(pid, key):
     with open("/proc/%d/status" % pid) as f:
         for ln in f:

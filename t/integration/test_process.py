@@ -15,16 +15,10 @@ import time
 
 import pytest
 
-from conftest import (MODULES_DIR, NO_URING, WEIR_BIN, Reader, connect, get, read_response,
-                      simple_proxy, wait_for)
+from conftest import (MODULES_DIR, NO_URING, WEIR_BIN, Reader, connect, get, gone,
+                      read_response, simple_proxy, wait_for)
 
 
-def _gone(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(") ", 1)[1][0] in "ZX"
-    except (OSError, IndexError):
-        return True
 
 
 def test_two_workers(weir, backend):
@@ -118,7 +112,7 @@ def test_sigterm_fast_stop(weir, backend):
     assert rc == 0, "SIGTERM: exit status %r after %.1fs\n%s" % (rc, time.monotonic() - t0, w.log())
     assert time.monotonic() - t0 < 15
     for pid in ws:
-        assert wait_for(lambda: _gone(pid), 5), "worker %d outlived the master" % pid
+        assert wait_for(lambda: gone(pid), 5), "worker %d outlived the master" % pid
     t.join(10)
 
 

@@ -21,20 +21,14 @@ import time
 
 import pytest
 
-from conftest import (MODULES_DIR, WEIR_BIN, children_of, connect, get, read_response, Reader,
-                      wait_for)
+from conftest import (MODULES_DIR, WEIR_BIN, children_of, connect, get, gone, read_response,
+                      Reader, wait_for)
 from loadgen import Load
 
 TEST_MODULES = os.environ.get("WEIR_TEST_MODULES") or os.path.join(
     os.path.dirname(MODULES_DIR), "t", "modules")
 
 
-def _gone(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(") ", 1)[1][0] in "ZX"
-    except (OSError, IndexError):
-        return True
 
 
 def _sock_inodes(pid):
@@ -62,9 +56,10 @@ def _listen_inode(port):
     return None
 
 
-def _config(w, backend, gen, workers=2, limits=None, modules=None, **extra):
+def _config(w, backend, gen, workers=2, limits=None, modules=None, upstreams=None, **extra):
+    """Upstream "b" = backend (or `upstreams`), one route, X-Gen: gen."""
     modules = modules or ["router", "lb_roundrobin", "headers"]
-    cfg = w.config(upstreams={"b": {"servers": [backend.addr]}},
+    cfg = w.config(upstreams=upstreams or {"b": {"servers": [backend.addr]}},
                    routes=[{"name": "all", "path": "/", "upstream": "b"}],
                    workers=workers, limits=limits, port=w.port, modules=modules, **extra)
     if "headers" in modules:
@@ -261,7 +256,7 @@ def test_slow_request_completes_across_reload(weir, backend):
     assert (r.headers.get("Connection") or "").lower() == "close"
     assert result["closed"]
     assert wait_for(lambda: _retired(w, 1), 5), w.log()
-    assert all(_gone(p) for p in old)
+    assert all(gone(p) for p in old)
 
 
 def test_no_worker_left_after_shutdown_timeout(weir, backend):
@@ -274,7 +269,7 @@ def test_no_worker_left_after_shutdown_timeout(weir, backend):
     w.write(_config(w, b, 2, limits={"shutdown_timeout": "1s"}))
     t0 = time.monotonic()
     w.send_signal(signal.SIGHUP)
-    assert wait_for(lambda: all(_gone(p) for p in old), 6), (old, w.workers(), w.log())
+    assert wait_for(lambda: all(gone(p) for p in old), 6), (old, w.workers(), w.log())
     elapsed = time.monotonic() - t0
     assert elapsed >= 0.9, elapsed          # not before shutdown_timeout
     assert "shutdown_timeout reached with 1 connections open" in w.log()
@@ -293,7 +288,7 @@ def test_stuck_worker_is_killed_after_deadline(weir, backend):
     os.kill(old, signal.SIGSTOP)
     w.write(_config(w, b, 2, workers=1, limits={"shutdown_timeout": "1s"}))
     w.send_signal(signal.SIGHUP)
-    assert wait_for(lambda: _gone(old), 8), w.log()
+    assert wait_for(lambda: gone(old), 8), w.log()
     assert "generation 1: 1 workers still running past their deadline; killing them" in w.log()
     assert wait_for(lambda: _retired(w, 1), 5), w.log()
     assert get(w.port, "/").headers.get("X-Gen") == "2"
@@ -318,7 +313,7 @@ def test_graceful_stop_under_load_fails_nothing_in_flight(weir, backend):
     t.join(10)
     assert result["r"].status == 200
     assert w.wait_exit(10) == 0, w.log()
-    assert all(_gone(p) for p in workers)
+    assert all(gone(p) for p in workers)
     assert not os.path.exists(w.pid_file)
 
 
@@ -340,19 +335,27 @@ def _stamp_modules(tmp_path, version):
     return str(d)
 
 
-def test_module_replaced_on_disk_takes_effect(weir, backend, tmp_path):
+STAMPED = ["router", "lb_roundrobin", "headers", "stamp"]
+
+
+def _start_stamped(weir, backend, tmp_path):
+    """weir with module stamp (build v1) from a modules dir of its own."""
     mods = _stamp_modules(tmp_path, "v1")
     w = weir()
     b = backend()
-    modules = ["router", "lb_roundrobin", "headers", "stamp"]
-    w.start(_config(w, b, 1, modules=modules), modules_dir=mods)
+    w.start(_config(w, b, 1, modules=STAMPED), modules_dir=mods)
     w.wait_workers(2)
+    return w, b
+
+
+def test_module_replaced_on_disk_takes_effect(weir, backend, tmp_path):
+    w, b = _start_stamped(weir, backend, tmp_path)
     r = get(w.port, "/")
     assert r.headers.get("X-Stamp") == "v1"
     with Load(w.port, clients=4, record_header="X-Stamp") as load:
         assert load.wait_requests(30), load.summary()
         _stamp_modules(tmp_path, "v2")
-        w.write(_config(w, b, 2, modules=modules))
+        w.write(_config(w, b, 2, modules=STAMPED))
         w.send_signal(signal.SIGHUP)
         assert load.wait_value_everywhere("v2", 15), (load.last_values(), w.log())
         assert load.wait_requests(30), load.summary()
@@ -362,19 +365,17 @@ def test_module_replaced_on_disk_takes_effect(weir, backend, tmp_path):
 
 def test_shared_zone_carries_counter_across_reload(weir, backend, tmp_path):
     """stamp counts responses in a shared zone: a reload goes on counting."""
-    mods = _stamp_modules(tmp_path, "v1")
-    w = weir()
-    b = backend()
-    modules = ["router", "lb_roundrobin", "headers", "stamp"]
-    w.start(_config(w, b, 1, modules=modules), modules_dir=mods)
-    w.wait_workers(2)
+    w, b = _start_stamped(weir, backend, tmp_path)
     hits = [int(get(w.port, "/").headers.get("X-Hits")) for _ in range(5)]
     assert hits == [1, 2, 3, 4, 5]
-    w.write(_config(w, b, 2, modules=modules))
+    w.write(_config(w, b, 2, modules=STAMPED))
     w.send_signal(signal.SIGHUP)
     assert wait_for(lambda: get(w.port, "/").headers.get("X-Gen") == "2", 10), w.log()
     n = int(get(w.port, "/").headers.get("X-Hits"))
     assert n > 6, n       # 6 was the request that saw X-Gen 2 (or an earlier one)
+
+
+CHECKED = ["router", "lb_roundrobin", "headers", "healthcheck"]
 
 
 def test_health_verdict_carried_across_reload(weir, backend):
@@ -391,11 +392,7 @@ def test_health_verdict_carried_across_reload(weir, backend):
                                   "fall": 3, "rise": 2}}}
 
     def cfg(gen):
-        c = w.config(upstreams=ups, routes=[{"path": "/", "upstream": "b"}], workers=2,
-                     port=w.port,
-                     modules=["router", "lb_roundrobin", "headers", "healthcheck"])
-        c["response_headers"] = {"set": {"X-Gen": str(gen)}}
-        return c
+        return _config(w, None, gen, upstreams=ups, modules=CHECKED)
     w.start(cfg(1))
     assert wait_for(lambda: "server %s" % bad.addr in w.log() and "down" in w.log(), 10), \
         w.log()
@@ -478,7 +475,7 @@ def test_binary_upgrade_under_load(weir, backend, tmp_path):
         assert load.wait_value_everywhere("2", 10), load.last_values()
         assert load.wait_requests(50), load.summary()
     assert load.failures == [], load.summary() + w.log()
-    assert all(_gone(p) for p in old_workers)
+    assert all(gone(p) for p in old_workers)
     assert not os.path.exists(oldbin)
     assert _read_pid(w.pid_file) == new_master
     # the new master is a full master: it reloads, and stops on QUIT
@@ -486,7 +483,7 @@ def test_binary_upgrade_under_load(weir, backend, tmp_path):
     os.kill(new_master, signal.SIGHUP)
     assert wait_for(lambda: get(w.port, "/").headers.get("X-Gen") == "3", 10), w.log()
     os.kill(new_master, signal.SIGQUIT)
-    assert wait_for(lambda: _gone(new_master), 10), w.log()
+    assert wait_for(lambda: gone(new_master), 10), w.log()
     assert not os.path.exists(w.pid_file)
 
 
@@ -531,10 +528,7 @@ def test_draining_checker_stops_probing(weir, backend):
                  "health_check": {"path": "/health", "interval": "200ms", "timeout": "150ms"}}}
 
     def cfg(gen):
-        c = w.config(upstreams=ups, routes=[{"path": "/", "upstream": "b"}], workers=1,
-                     port=w.port, modules=["router", "lb_roundrobin", "headers", "healthcheck"])
-        c["response_headers"] = {"set": {"X-Gen": str(gen)}}
-        return c
+        return _config(w, None, gen, workers=1, upstreams=ups, modules=CHECKED)
     w.start(cfg(1))
     (old,) = w.wait_workers(1)
     s = connect(w.port)
@@ -548,7 +542,7 @@ def test_draining_checker_stops_probing(weir, backend):
     window = 2.0
     time.sleep(window)
     n = len([r for r in b.requests if r.path == "/health"]) - start
-    assert not _gone(old), "the old worker should still be draining"
+    assert not gone(old), "the old worker should still be draining"
     per = window / 0.2
     assert per * 0.5 <= n <= per * 1.35, n
     r = read_response(Reader(s))
