@@ -109,7 +109,7 @@ static void accept_watch(struct timer *t)
         struct pollfd pfd = {.fd = a->fd, .events = POLLIN};
         if (!a->accepted && a->armed && !a->rearm && poll(&pfd, 1, 0) == 1) {
             log_info("accept on %s: a connection is waiting unseen; re-arming",
-                      a->listener->address);
+                     a->listener->address);
             struct io_uring_sqe *sqe = loop_sqe(&w.loop);
             io_uring_prep_cancel(sqe, &a->op, 0);
             loop_prep_op(sqe, NULL);
