@@ -656,7 +656,7 @@ void client_send_answer(weir_request_t *r)
     /* an unread request body would desynchronise the connection: close */
     if (!c->body_done || c->closing)
         c->close_after = 1;
-    int keep = r->keepalive && !c->close_after && !weir_worker_draining();
+    int keep = client_may_keep(c, r);
     c->down_keepalive = keep;
     int version = r->version == 10 ? 10 : 11;
     int is_head = r->method.len == 4 && memcmp(r->method.data, "HEAD", 4) == 0;
@@ -684,13 +684,24 @@ void client_send_answer(weir_request_t *r)
     client_send(c, answer_sent);
 }
 
+int client_may_keep(const client_t *c, const weir_request_t *r)
+{
+    return r->keepalive && !c->close_after && !weir_worker_draining() &&
+           c->requests < c->listener->limits.keepalive_requests;
+}
+
+/* Set by http1_drain: how long an idle connection may wait for a request. */
+static uint64_t drain_idle_grace;
+
 /* The response is complete: log, then keep the connection for the next
- * request or close it. */
+ * request or close it. A response whose head promised keepalive keeps its
+ * promise even if the worker started draining meanwhile: the client may
+ * already be sending its next request, which is answered with
+ * Connection: close. */
 void client_finish_request(client_t *c)
 {
     weir_request_t *r = c->r;
-    int keep = c->down_keepalive && !c->close_after && !weir_worker_draining() &&
-               c->requests < c->listener->limits.keepalive_requests && c->body_done;
+    int keep = c->down_keepalive && !c->close_after && c->body_done;
     if (r) {
         request_run_log(r);
         end_request(c);
@@ -718,7 +729,8 @@ void client_finish_request(client_t *c)
         try_head(c);
     } else {
         c->state = C_IDLE;
-        client_arm_timer(c, c->listener->limits.keepalive_timeout);
+        client_arm_timer(c, weir_worker_draining() ? drain_idle_grace
+                                                   : c->listener->limits.keepalive_timeout);
         arm_recv(c);
     }
 }
@@ -746,19 +758,23 @@ static void on_client_timer(struct timer *t)
     client_close(c);
 }
 
-void http1_drain(void)
+/*
+ * Every response from now on says Connection: close (client_may_keep).
+ * A keepalive connection idle between requests is closed after a short
+ * grace, not at once: a busy client has its next request on the way, and
+ * closing under it would fail that request for any client that does not
+ * retry (wrk, most load balancers); within the grace it is answered, with
+ * Connection: close. One still idle when the grace ends is closed; a client
+ * sending right then gets no response byte and may retry. A new connection
+ * waiting for its first request is not idle: the client is sending (deferred
+ * accept waited for its bytes), so it keeps its header timeout.
+ */
+void http1_drain(uint64_t idle_grace_ms)
 {
-    client_t *next;
-    for (client_t *c = all_clients; c; c = next) {
-        next = c->next;
-        /* Idle between requests: the client may be sending the next one
-         * right now, but it will retry it, since nothing of an answer came
-         * back. A new connection waiting for its first request is not idle:
-         * the client is sending (deferred accept waited for its bytes), and
-         * closing it would fail a request that was never answered. */
-        if (c->state == C_IDLE && c->requests > 0)
-            client_close(c);
-        else
-            c->close_after = 1;
+    drain_idle_grace = idle_grace_ms;
+    for (client_t *c = all_clients; c; c = c->next) {
+        if (c->state == C_IDLE && c->requests > 0 &&
+            (!c->timer.deadline || c->timer.deadline > g_loop->now + idle_grace_ms))
+            client_arm_timer(c, idle_grace_ms);
     }
 }

@@ -107,9 +107,13 @@ typedef struct client {
 
 int http1_init(const weir_conf_t *cf);
 void http1_accept(int fd, const weir_listener_t *l, const weir_conf_t *cf);
-/* Graceful stop: close idle connections, close the others after their
- * current response. */
-void http1_drain(void);
+/* Graceful stop: every connection closes after its next response; idle
+ * keepalive connections are closed after idle_grace_ms without a request. */
+void http1_drain(uint64_t idle_grace_ms);
+/* Whether the response to r may leave the connection open: the client
+ * wants it, nothing forces a close, the worker is not draining, and
+ * keepalive_requests is not reached (so the last response says close). */
+int client_may_keep(const client_t *c, const weir_request_t *r);
 
 /* Client-side entry points used by the proxy. */
 void client_send_answer(weir_request_t *r);

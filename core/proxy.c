@@ -470,7 +470,7 @@ static void send_response_head(weir_request_t *r)
     const h1_response_t *resp = &up->resp;
     h1_framing_t down = resp->framing;
     uint64_t clen = resp->content_length;
-    int keep = r->keepalive && !c->close_after && !weir_worker_draining();
+    int keep = client_may_keep(c, r);
     if (down == H1_FRAMING_NONE && resp->has_content_length) {
         down = H1_FRAMING_LENGTH; /* HEAD/304: echo the length, send no body */
     } else if (down == H1_FRAMING_CHUNKED || down == H1_FRAMING_CLOSE) {

@@ -23,6 +23,10 @@
 #define RECV_BUFFERS 128
 #define RECV_BUFFER_SIZE 16384
 
+/* How long a draining worker keeps idle keepalive connections open for the
+ * request their client may be sending (see http1_drain); at most
+ * shutdown_timeout. */
+#define DRAIN_IDLE_GRACE_MS 1000
 /* How often a worker looks for connections left waiting (see accept_watch). */
 #define ACCEPT_WATCH_MS 100
 
@@ -185,7 +189,8 @@ static void start_drain(void)
         return;
     w.draining = 1;
     cancel_accepts();
-    http1_drain();
+    uint64_t grace = w.info->cf->limits.shutdown_timeout;
+    http1_drain(grace < DRAIN_IDLE_GRACE_MS ? grace : DRAIN_IDLE_GRACE_MS);
     timer_after(&w.loop, &w.drain_timer, w.info->cf->limits.shutdown_timeout);
     maybe_stop();
 }

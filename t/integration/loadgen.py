@@ -220,8 +220,10 @@ class Load:
 
     def __init__(self, port, clients=4, keepalive=True, path="/", host="127.0.0.1",
                  headers=None, record_header=None, expect_status=(200,), timeout=10.0,
-                 pause=0.0, addr="127.0.0.1"):
-        """pause: seconds each client sleeps between requests (0 = back to back)."""
+                 pause=0.0, addr="127.0.0.1", retry=True):
+        """pause: seconds each client sleeps between requests (0 = back to back).
+        retry=False: no request is retried (a client like wrk): every error counts."""
+        self.retry = retry
         self.port, self.clients, self.keepalive = port, clients, keepalive
         self.addr, self.timeout, self.pause = addr, timeout, pause
         self.record_header = record_header.lower() if record_header else None
@@ -330,7 +332,7 @@ class Load:
                 status, headers, keep = conn.exchange(self._request, self.timeout)
             except (OSError, _Eof, _Bad) as e:
                 conn.close()
-                if reused and conn.rx == 0 and _retryable(e):
+                if self.retry and reused and conn.rx == 0 and _retryable(e):
                     with self._lock:
                         self.retries += 1
                     conn, retry = None, True

@@ -6,6 +6,8 @@ import json
 import re
 import time
 
+import pytest
+
 from conftest import (Reader, connect, get, is_closed, pattern, pattern_sha256, raw_request,
                       read_response, sha256, simple_proxy)
 
@@ -115,6 +117,28 @@ def test_client_keepalive_many_requests_one_connection(weir, backend):
         r = read_response(rd)
         assert r is not None and r.status == 200, r
         assert r.json()["query"] == "k=%d" % i
+    s.close()
+
+
+@pytest.mark.parametrize("path", ["/echo", "/nosuchroute"])
+def test_keepalive_requests_last_response_says_close(weir, backend, path):
+    """The response that reaches keepalive_requests says Connection: close
+    (proxied and answered by weir alike), then the connection closes: a
+    client is never closed under after a response that promised more."""
+    b = backend()
+    w = weir()
+    w.start(w.config(upstreams={"b": {"servers": [b.addr]}},
+                     routes=[{"path": "/echo", "upstream": "b"}],
+                     limits={"keepalive_requests": 3}))
+    s = connect(w.port)
+    rd = Reader(s)
+    for i in range(3):
+        s.sendall(b"GET %s HTTP/1.1\r\nHost: k\r\n\r\n" % path.encode())
+        r = read_response(rd)
+        conn = (r.headers.get("Connection") or "").lower()
+        assert conn == ("close" if i == 2 else ""), (i, r)
+    s.settimeout(5)
+    assert s.recv(1) == b""
     s.close()
 
 

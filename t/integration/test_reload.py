@@ -118,6 +118,48 @@ def test_five_reloads_under_load(weir, backend, keepalive):
     assert w.alive()
 
 
+def test_busy_clients_need_no_retry(weir, backend):
+    """Clients that always have their next request on the way (like wrk) are
+    never closed under: a response that promised keepalive is followed by one
+    more answer with Connection: close, and an idle connection gets a grace
+    before it is closed. So even clients that never retry lose nothing."""
+    w, b = _start(weir, backend)
+    with Load(w.port, clients=6, record_header="X-Gen", retry=False) as load:
+        assert load.wait_requests(50), load.summary()
+        for gen in range(2, 7):
+            w.write(_config(w, b, gen))
+            w.send_signal(signal.SIGHUP)
+            assert load.wait_value_everywhere(str(gen), 15), load.summary()
+        assert load.wait_requests(50), load.summary()
+    assert load.failures == [], load.summary() + w.log()
+    assert load.retries == 0
+
+
+def test_idle_keepalive_closed_after_grace(weir, backend):
+    """A connection idle when draining starts is closed after the grace
+    (1 s), without an answer; one that sends within it gets Connection: close."""
+    w, b = _start(weir, backend)
+    idle, busy = connect(w.port), connect(w.port)
+    for s in (idle, busy):
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(Reader(s)).status == 200
+    w.write(_config(w, b, 2))
+    w.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: _generation_started(w, 2), 5), w.log()
+    busy.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    rd = Reader(busy)
+    r = read_response(rd)
+    assert r.status == 200 and r.headers.get("X-Gen") == "1"
+    assert (r.headers.get("Connection") or "").lower() == "close"
+    busy.settimeout(5)
+    assert busy.recv(1) == b""
+    t0 = time.monotonic()
+    idle.settimeout(10)
+    assert idle.recv(1) == b""
+    assert time.monotonic() - t0 < 5
+    assert wait_for(lambda: _retired(w, 1), 5), w.log()
+
+
 def test_listening_socket_survives_reloads(weir, backend):
     """Never closed and re-bound: the same socket (inode) before and after."""
     w, b = _start(weir, backend)
