@@ -1336,11 +1336,7 @@ oom:
     weir_conf_error(cf, &(weir_node_t){.file = cf->file ? cf->file : opt->file},
                     "out of memory");
 fail:
-    if (opt->report)
-        for (const conf_error_t *e = cf->errors; e; e = e->next)
-            opt->report(e->msg);
-    else
-        conf_print_errors(cf);
+    conf_report_errors(cf, opt->report);
     conf_free(cf);
     return NULL;
 }

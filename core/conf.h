@@ -190,8 +190,9 @@ typedef struct conf_options {
 weir_conf_t *conf_load(const conf_options_t *opt);
 void conf_free(weir_conf_t *cf);
 
-/* Print errors accumulated in cf to stderr, one per line. */
-void conf_print_errors(const weir_conf_t *cf);
+/* Hands each error accumulated in cf to report, in order; NULL prints them
+ * to stderr, one per line. */
+void conf_report_errors(const weir_conf_t *cf, void (*report)(const char *msg));
 
 /* Parse "host:port", "[v6]:port", "unix:/path", "name:port" (name resolved
  * now, at config time, with getaddrinfo). 0 or -1 with a message in err. */

@@ -242,10 +242,14 @@ int weir_conf_error(weir_conf_t *cf, const weir_node_t *n, const char *fmt, ...)
     return -1;
 }
 
-void conf_print_errors(const weir_conf_t *cf)
+void conf_report_errors(const weir_conf_t *cf, void (*report)(const char *msg))
 {
-    for (const conf_error_t *e = cf->errors; e; e = e->next)
-        fprintf(stderr, "%s\n", e->msg);
+    for (const conf_error_t *e = cf->errors; e; e = e->next) {
+        if (report)
+            report(e->msg);
+        else
+            fprintf(stderr, "%s\n", e->msg);
+    }
 }
 
 /* ----------------------------------------------------------------- memory */

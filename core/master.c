@@ -507,9 +507,8 @@ int master_run(weir_conf_t *cf, const conf_options_t *copt, const master_options
     sigprocmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    if (start(cf) < 0) {
-        if (!m.gens)
-            conf_free(cf);
+    if (start(cf) < 0) { /* no generation was started: cf is still ours */
+        conf_free(cf);
         return 1;
     }
     while (m.gens) {
@@ -520,8 +519,6 @@ int master_run(weir_conf_t *cf, const conf_options_t *copt, const master_options
         reap();
         respawn_due();
         tend_generations();
-        if (m.stopping && m.gens && !m.gens->draining)
-            stop_all(SIGQUIT);
     }
     if (m.pid_file[0]) {
         remove_own_pid_file(m.pid_file);
