@@ -643,6 +643,12 @@ void client_send_answer(weir_request_t *r)
         client_close(c);
         return;
     }
+    if (r->resp_from_upstream) {
+        /* weir answers in place of the upstream's response: none of its
+         * fields go down with weir's own status */
+        headers_init(&r->resp_headers);
+        r->resp_from_upstream = 0;
+    }
     const char *reason = h1_reason(r->status);
     /* the error phase may set headers or a body */
     const struct phases *ph = r->cf->phases;

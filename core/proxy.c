@@ -39,6 +39,8 @@ struct upconn {
     unsigned inflight;
     unsigned closing : 1, reused : 1, got_bytes : 1, recv_armed : 1, poll_armed : 1,
         keepalive : 1, body_last : 1;
+    size_t interim_bytes; /* 1xx heads of this response so far: they count
+                             toward the head limit, so a 1xx flood is bounded */
     struct timer timer;
     client_t *c;
     h1_parser_t parser;
@@ -355,8 +357,37 @@ static void arm_up_recv(upconn_t *up)
 static void read_response(upconn_t *up)
 {
     up->state = U_READ_HEAD;
+    up->interim_bytes = 0;
     h1_scan_init(&up->scan);
     arm_up_recv(up);
+}
+
+/* The response head limit: max_header_size, at least 64 KiB (upstream heads
+ * are not the client's to size), less the 1xx heads already read. */
+static size_t head_limit(const upconn_t *up)
+{
+    size_t limit = up->c->listener->limits.max_header_size;
+    if (limit < RESPONSE_HEAD_MIN_LIMIT)
+        limit = RESPONSE_HEAD_MIN_LIMIT;
+    return up->interim_bytes < limit ? limit - up->interim_bytes : 0;
+}
+
+/* Scans what up->in holds of the response head: 0 when more is needed,
+ * else the head is complete (handled) or the response failed. */
+static void head_complete(upconn_t *up, size_t head_len);
+static int scan_response_head(upconn_t *up)
+{
+    size_t limit = head_limit(up);
+    ssize_t n = limit ? h1_scan_head_r(&up->scan, up->in.data + up->in.off,
+                                       up->in.len - up->in.off, limit, 0)
+                      : -431;
+    if (n == 0)
+        return 0;
+    if (n < 0)
+        up_fail(up, 502, 0, n == -431 ? "response head over the limit" : "invalid response head");
+    else
+        head_complete(up, (size_t)n);
+    return 1;
 }
 
 static int up_append(upconn_t *up, const char *p, size_t n)
@@ -526,33 +557,33 @@ static void head_complete(upconn_t *up, size_t head_len)
     client_t *c = up->c;
     weir_request_t *r = c->r;
     int is_head = r->method.len == 4 && memcmp(r->method.data, "HEAD", 4) == 0;
-    int rc = h1_parse_response(r->arena, &up->parser, up->in.data + up->in.off, head_len, is_head,
-                               &up->resp);
+    /* The request owns the bytes its response head points into: the reason
+     * and r->resp_headers outlive the upstream's buffer, which goes back to
+     * the pool or is freed as soon as the upstream side is done (an answer
+     * of weir's own, the log phase and modules may still read them). */
+    char *head = arena_alloc_raw(r->arena, head_len);
+    if (!head) {
+        up_fail(up, 502, 0, "out of memory for the response head");
+        return;
+    }
+    memcpy(head, up->in.data + up->in.off, head_len);
+    up->in.off += head_len;
+    int rc = h1_parse_response(r->arena, &up->parser, head, head_len, is_head, &up->resp);
     if (rc < 0) {
         up_fail(up, 502, 0, "invalid response head");
         return;
     }
-    up->in.off += head_len;
     if (up->resp.is_1xx) {
         /* 100/103: informational, never final; the real head follows */
+        up->interim_bytes += head_len;
         h1_parser_reset(&up->parser);
         h1_scan_init(&up->scan);
         size_t rest = up->in.len - up->in.off;
         memmove(up->in.data, up->in.data + up->in.off, rest);
         up->in.len = rest;
         up->in.off = 0;
-        if (rest) {
-            ssize_t n = h1_scan_head_r(&up->scan, up->in.data, up->in.len, RESPONSE_HEAD_MIN_LIMIT, 0);
-            if (n > 0) {
-                head_complete(up, (size_t)n);
-                return;
-            }
-            if (n < 0) {
-                up_fail(up, 502, 0, "invalid response head");
-                return;
-            }
-        }
-        arm_up_recv(up);
+        if (!rest || !scan_response_head(up))
+            arm_up_recv(up);
         return;
     }
     if (up->resp.status == 101) {
@@ -565,6 +596,7 @@ static void head_complete(upconn_t *up, size_t head_len)
     r->status = up->resp.status;
     r->upstream_status = up->resp.status;
     r->resp_headers = up->resp.headers;
+    r->resp_from_upstream = 1;
     r->header_us = now_us();
     request_run_phases(r, WEIR_PHASE_UPSTREAM_RESPONSE, WEIR_PHASE_UPSTREAM_RESPONSE,
                        send_response_head);
@@ -641,20 +673,8 @@ static void on_up_recv(loop_op_t *op, int res, unsigned flags)
             up_fail(up, 502, 0, "out of memory");
             return;
         }
-        size_t limit = c->listener->limits.max_header_size;
-        if (limit < RESPONSE_HEAD_MIN_LIMIT)
-            limit = RESPONSE_HEAD_MIN_LIMIT;
-        ssize_t n = h1_scan_head_r(&up->scan, up->in.data + up->in.off, up->in.len - up->in.off,
-                                   limit, 0);
-        if (n == 0) {
+        if (!scan_response_head(up))
             arm_up_recv(up);
-            return;
-        }
-        if (n < 0) {
-            up_fail(up, 502, 0, "invalid response head");
-            return;
-        }
-        head_complete(up, (size_t)n);
         return;
     }
     /* response body: decode in place, send from the same buffer */

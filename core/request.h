@@ -55,6 +55,7 @@ struct weir_request {
     /* response */
     int status;
     weir_headers_t resp_headers;
+    int resp_from_upstream;  /* resp_headers are the upstream's response head */
     weir_str_t respond_body; /* for weir_respond */
     int responded;           /* weir_respond was called */
     uint64_t body_bytes_sent;
