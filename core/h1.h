@@ -284,6 +284,12 @@ size_t h1_chunk_header(char buf[20], size_t n);
  * codes without one. */
 const char *h1_reason(int status);
 
+/* 1xx, 204 and 304 responses never have content (RFC 9110 §6.4.1). */
+static inline int h1_status_has_no_body(int status)
+{
+    return (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
 /* ------------------------------------------- shared by the codec's own files */
 
 #define H1_C_TCHAR 0x01  /* token character */

@@ -696,7 +696,7 @@ int h1_parse_response(struct arena *a, h1_parser_t *p, const char *head, size_t 
             return -502;
     }
 
-    int no_body = request_method_is_head || (st >= 100 && st < 200) || st == 204 || st == 304;
+    int no_body = request_method_is_head || h1_status_has_no_body(st);
     if (no_body) {
         if (f.n_te_lines && ((st >= 100 && st < 200) || st == 204))
             return -502;

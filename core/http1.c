@@ -666,8 +666,15 @@ void client_send_answer(weir_request_t *r)
     c->down_keepalive = keep;
     int version = r->version == 10 ? 10 : 11;
     int is_head = r->method.len == 4 && memcmp(r->method.data, "HEAD", 4) == 0;
+    /* a 204 or 304 of weir's own (a module's answer) carries no body and,
+     * having none to measure, no Content-Length */
+    h1_framing_t framing = H1_FRAMING_LENGTH;
+    if (h1_status_has_no_body(r->status)) {
+        framing = H1_FRAMING_NONE;
+        body = (weir_str_t){0};
+    }
     size_t hsz = h1_response_size(version, r->status, (weir_str_t){0}, &r->resp_headers,
-                                  H1_FRAMING_LENGTH, body.len, keep);
+                                  framing, body.len, keep);
     char *head = arena_alloc_raw(r->arena, hsz + 1);
     c->sq = arena_alloc(r->arena, sizeof(sendq_t));
     if (!head || !c->sq) {
@@ -675,7 +682,7 @@ void client_send_answer(weir_request_t *r)
         return;
     }
     ssize_t n = h1_serialize_response(head, hsz + 1, version, r->status, (weir_str_t){0},
-                                      &r->resp_headers, H1_FRAMING_LENGTH, body.len, keep);
+                                      &r->resp_headers, framing, body.len, keep);
     if (n < 0) {
         client_close(c);
         return;
@@ -754,6 +761,11 @@ static void on_client_timer(struct timer *t)
         break;
     case C_BODY:
         log_info("client %llu: client_body_timeout", (unsigned long long)c->id);
+        /* 408 while nothing of a response is on its way (SPEC §6) */
+        if (!c->head_sent && !c->send_armed) {
+            answer_status(c, 408);
+            return;
+        }
         break;
     case C_RESPONSE:
         log_info("client %llu: send_timeout", (unsigned long long)c->id);

@@ -502,8 +502,10 @@ static void send_response_head(weir_request_t *r)
     h1_framing_t down = resp->framing;
     uint64_t clen = resp->content_length;
     int keep = client_may_keep(c, r);
-    if (down == H1_FRAMING_NONE && resp->has_content_length) {
-        down = H1_FRAMING_LENGTH; /* HEAD/304: echo the length, send no body */
+    if (down == H1_FRAMING_NONE && resp->has_content_length && r->status != 204) {
+        /* HEAD/304: echo the length, send no body; a 204 has no
+         * Content-Length at all (RFC 9110 §8.6) */
+        down = H1_FRAMING_LENGTH;
     } else if (down == H1_FRAMING_CHUNKED || down == H1_FRAMING_CLOSE) {
         if (r->version == 10) {
             down = H1_FRAMING_CLOSE;

@@ -85,3 +85,58 @@ def test_log_phase_reads_response_fields_after_upstream_released(weir, backend, 
     lines = wait_for(lambda: (lambda l: l if len(l) >= 3 else None)(
         log.read_text().splitlines() if log.exists() else []))
     assert lines == ["200 m4rk-value"] * 3, lines
+
+
+def test_client_body_timeout_answers_408(weir, backend):
+    b = backend()
+    w = simple_proxy(weir, b, limits={"client_body_timeout": "500ms"}, upstream_extra=KEEP_UP)
+    s = connect(w.port)
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+    r = read_response(Reader(s))
+    s.close()
+    assert r is not None and r.status == 408, r
+    assert "client_body_timeout" in w.log()
+    assert get(w.port, "/echo").status == 200
+
+
+@pytest.mark.parametrize("status,reason,cl_kept", [(204, b"No Content", False),
+                                                    (304, b"Not Modified", True)])
+def test_204_304_reach_client_without_body(weir, backend, status, reason, cl_kept):
+    b = backend()
+    head = b"HTTP/1.1 %d %s\r\nContent-Length: 5\r\nX-K: v\r\n\r\n" % (status, reason)
+    b.on("/nb", lambda ctx, req: ctx.send(head + b"hello") or False)
+    w = simple_proxy(weir, b, upstream_extra=KEEP_UP)
+    s = connect(w.port)
+    s.sendall(b"GET /nb HTTP/1.1\r\nHost: x\r\n\r\n")
+    rd = Reader(s)
+    r = read_response(rd)
+    assert r.status == status and r.headers.get("X-K") == "v", r
+    assert r.headers.get("Content-Length") == ("5" if cl_kept else None), r.headers
+    assert not r.headers.has("Transfer-Encoding")
+    # the next answer on the same connection starts right after the head:
+    # the upstream's "hello" never reached the client
+    s.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw = rd.read_to_eof()
+    assert raw.startswith(b"HTTP/1.1 200 "), raw[:80]
+    assert b"hello" not in raw.split(b"\r\n\r\n", 1)[0]
+    s.close()
+
+
+def test_204_of_a_module_has_no_body_nor_content_length(weir, backend):
+    """weir's own 204 (a module's weir_respond with a body) sends neither."""
+    from test_module_host import _suspend_so
+    b = backend()
+    w = weir()
+    w.start(w.config(upstreams={"b": {"servers": [b.addr]}},
+                     routes=[{"path": "/", "upstream": "b"}],
+                     modules=["router", "lb_roundrobin",
+                              {"name": "suspend", "path": _suspend_so()}]))
+    s = connect(w.port)
+    s.sendall(b"GET /nocontent HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /nocontent HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    raw = Reader(s).read_to_eof()
+    s.close()
+    answers = raw.split(b"\r\n\r\n")
+    assert answers[0].startswith(b"HTTP/1.1 204 ") and answers[1].startswith(b"HTTP/1.1 204 "), raw
+    assert answers[2] == b"" and b"not sent" not in raw, raw
+    assert b"content-length" not in raw.lower(), raw

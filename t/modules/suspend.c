@@ -6,7 +6,8 @@
  *
  *   suspend_ms: 50        delay of the access-phase pause (0 = no pause)
  *
- * Paths: /deny -> 403 from the module; anything else is paused, proxied, and
+ * Paths: /deny -> 403 from the module; /nocontent -> 204 from the module (with
+ * a body given, which must not be sent); anything else is paused, proxied, and
  * answered with "X-Suspended: <ms>", "X-Client: <client IPv4>" and
  * "X-Count: <requests seen by all workers>".
  */
@@ -46,6 +47,11 @@ static weir_result_t pause_handler(weir_request_t *r)
     weir_str_t path = weir_request_path(r);
     if (path.len == 5 && memcmp(path.data, "/deny", 5) == 0) {
         weir_respond(r, 403, WEIR_STR("denied by suspend\n"));
+        return WEIR_RESPOND;
+    }
+    if (path.len == 10 && memcmp(path.data, "/nocontent", 10) == 0) {
+        /* the body must not go out with a 204, nor a Content-Length */
+        weir_respond(r, 204, WEIR_STR("not sent\n"));
         return WEIR_RESPOND;
     }
     pause_ctx_t *p = weir_request_alloc(r, sizeof(*p));
