@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -456,8 +457,21 @@ static void handle_signal(int sig)
     }
 }
 
+/* Every descriptor the hard limit grants is for serving: the workers fit
+ * their connection count to the soft limit (worker.c, connection_budget),
+ * and a soft limit of 1024 would cap a worker near 500 connections. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 static int start(weir_conf_t *cf)
 {
+    raise_fd_limit();
     if (log_open(cf->error_log, cf->error_log_level) < 0) {
         fprintf(stderr, "weir: cannot open error log %s: %s\n", cf->error_log, strerror(errno));
         return -1;

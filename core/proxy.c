@@ -58,6 +58,8 @@ typedef struct pool {
 } pool_t;
 
 static pool_t *pools; /* per upstream index */
+static size_t npools;
+static unsigned long up_fds; /* upstream sockets open in this worker */
 
 static void on_connect(loop_op_t *op, int res, unsigned flags);
 static void on_up_send(loop_op_t *op, int res, unsigned flags);
@@ -121,6 +123,7 @@ static void up_close(upconn_t *up)
         loop_prep_op(sqe, NULL);
         sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
         up->fd = -1;
+        up_fds--;
     }
     up_maybe_free(up);
 }
@@ -204,13 +207,34 @@ static upconn_t *up_new(weir_upstream_t *u, size_t peer)
     return up;
 }
 
+/* Near the fd limit an idle pooled connection gives way to the one a client
+ * is waiting for (the oldest of the first pool that has one): the worker
+ * admits only as many clients as can each hold an upstream socket, so
+ * the pools are what stands between a client and its descriptor. */
+static void pool_make_fd_room(void)
+{
+    if (up_fds < worker_upstream_fd_room())
+        return;
+    for (size_t i = 0; i < npools; i++) {
+        upconn_t *oldest = pools[i].head;
+        if (!oldest)
+            continue;
+        while (oldest->pnext)
+            oldest = oldest->pnext;
+        up_close(oldest);
+        return;
+    }
+}
+
 static int up_connect(upconn_t *up)
 {
     const peer_t *p = &up->u->peers[up->peer];
     const struct sockaddr *sa = (const struct sockaddr *)&p->addr.ss;
+    pool_make_fd_room();
     up->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (up->fd < 0)
         return -errno;
+    up_fds++;
     if (sa->sa_family != AF_UNIX) {
         int one = 1;
         setsockopt(up->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -835,6 +859,7 @@ static void connect_peer(client_t *c)
 int proxy_init(const weir_conf_t *cf)
 {
     pools = calloc(cf->nupstreams + 1, sizeof(pool_t));
+    npools = cf->nupstreams;
     return pools ? 0 : -1;
 }
 

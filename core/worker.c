@@ -1,10 +1,13 @@
 #include "worker.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -29,6 +32,12 @@
 #define DRAIN_IDLE_GRACE_MS 1000
 /* How often a worker looks for connections left waiting (see accept_watch). */
 #define ACCEPT_WATCH_MS 100
+/* Descriptors kept free beyond two per client connection (its own and its
+ * upstream's) and one health probe per server: log file reopens, module
+ * connections, the close of a connection still in flight. */
+#define FD_RESERVE 32
+/* After an EMFILE/ENFILE from accept, how long before trying again. */
+#define ACCEPT_RETRY_MS 100
 
 typedef struct acceptor {
     loop_op_t op;
@@ -36,6 +45,8 @@ typedef struct acceptor {
     const weir_listener_t *listener;
     int armed;
     int rearm;        /* cancelled by the watch: arm again when it ends */
+    int suspect;      /* the last watch tick saw a connection waiting */
+    int multishot;    /* the armed accept is multishot */
     unsigned accepted; /* connections since the last watch tick */
 } acceptor_t;
 
@@ -45,39 +56,94 @@ static struct {
     acceptor_t *acceptors;
     size_t nacceptors;
     unsigned long conns;
+    unsigned long max_conns; /* max_connections, lowered to what the fd limit allows */
+    unsigned long fd_room;   /* descriptors for client and upstream connections */
+    unsigned long accept_burst; /* connections one multishot accept may take at once */
     int draining;
     int paused; /* accept paused by max_connections or fd exhaustion */
+    uint64_t episode_start; /* first pause of this episode (loop ms), 0 if none */
+    uint64_t resumed_at;    /* last resume (loop ms) */
+    unsigned long episode_pauses;
     struct timer drain_timer, resume_timer, watch_timer;
     loop_op_t sig_op;
     int sig_fd;
     struct signalfd_siginfo siginfo;
 } w;
 
+/*
+ * A multishot accept takes every connection queued on the socket before its
+ * cancel can land, up to the listen backlog, so it is used only while that
+ * many more connections fit under max_conns. Nearer the limit each accept
+ * takes one connection, and the count never passes the limit.
+ */
+static int multishot_fits(void)
+{
+    return w.max_conns > w.conns && w.max_conns - w.conns > w.accept_burst;
+}
+
 static void arm_accept(acceptor_t *a)
 {
     if (a->armed || w.draining)
         return;
     struct io_uring_sqe *sqe = loop_sqe(&w.loop);
-    io_uring_prep_multishot_accept(sqe, a->fd, NULL, NULL, SOCK_CLOEXEC);
+    a->multishot = multishot_fits();
+    if (a->multishot)
+        io_uring_prep_multishot_accept(sqe, a->fd, NULL, NULL, SOCK_CLOEXEC);
+    else
+        io_uring_prep_accept(sqe, a->fd, NULL, NULL, SOCK_CLOEXEC);
     loop_prep_op(sqe, &a->op);
     a->armed = 1;
 }
 
+static void cancel_accept(acceptor_t *a)
+{
+    struct io_uring_sqe *sqe = loop_sqe(&w.loop);
+    io_uring_prep_cancel(sqe, &a->op, 0);
+    loop_prep_op(sqe, NULL);
+}
+
 static void cancel_accepts(void)
 {
-    for (size_t i = 0; i < w.nacceptors; i++) {
-        if (!w.acceptors[i].armed)
-            continue;
-        struct io_uring_sqe *sqe = loop_sqe(&w.loop);
-        io_uring_prep_cancel(sqe, &w.acceptors[i].op, 0);
-        loop_prep_op(sqe, NULL);
+    for (size_t i = 0; i < w.nacceptors; i++)
+        if (w.acceptors[i].armed)
+            cancel_accept(&w.acceptors[i]);
+}
+
+/* An episode of accept pauses lasts from the first refusal (the connection
+ * limit, or EMFILE) until accept has run for PAUSE_EPISODE_END_MS without
+ * pausing again: one log line when it starts and one when it ends, however
+ * often accept stops and resumes in between (at the limit, every close
+ * lets one connection in and pauses again). */
+#define PAUSE_EPISODE_END_MS 1000
+
+static void pause_accepts(const char *why, const char *detail)
+{
+    if (w.paused)
+        return;
+    w.paused = 1;
+    cancel_accepts();
+    w.episode_pauses++;
+    if (!w.episode_start) {
+        w.episode_start = w.loop.now;
+        log_warn("accept paused: %s%s (%lu connections open)", why, detail, w.conns);
     }
+}
+
+static void episode_check(void)
+{
+    if (!w.episode_start || w.paused || w.loop.now - w.resumed_at < PAUSE_EPISODE_END_MS)
+        return;
+    log_info("accept runs again: %lu pauses in %llu ms (%lu connections open)", w.episode_pauses,
+             (unsigned long long)(w.resumed_at - w.episode_start), w.conns);
+    w.episode_start = 0;
+    w.episode_pauses = 0;
 }
 
 static void resume_accepts(struct timer *t)
 {
     (void)t;
     w.paused = 0;
+    w.resumed_at = w.loop.now;
     for (size_t i = 0; i < w.nacceptors; i++)
         arm_accept(&w.acceptors[i]);
 }
@@ -103,22 +169,35 @@ static void maybe_stop(void)
  * wakeup is spent and nobody accepts: the connection stays queued until the
  * next one arrives, and a burst of reconnects after a reload could wait for
  * good. So every ACCEPT_WATCH_MS a worker that accepted nothing on a
- * listener asks (poll, timeout 0) whether a connection is waiting there, and
- * if so re-arms its accept: arming tries an accept at once.
+ * listener asks (poll, timeout 0) whether a connection is waiting there.
+ *
+ * A waiting connection alone proves nothing: the ring's accept may already
+ * have been woken for it, its completion queued as task work that runs at
+ * the next ring entry (DEFER_TASKRUN). Re-arming then would cancel a healthy
+ * accept, spend the wakeup in turn and log a false alarm. So a tick only
+ * marks the listener suspect; if the next tick, after the loop has entered
+ * the ring many times, still finds a connection waiting and none accepted,
+ * the wakeup was lost and the accept is re-armed (arming tries an accept at
+ * once). It is a safety net, logged at debug.
  */
 static void accept_watch(struct timer *t)
 {
+    episode_check();
     for (size_t i = 0; i < w.nacceptors && !w.draining && !w.paused; i++) {
         acceptor_t *a = &w.acceptors[i];
-        struct pollfd pfd = {.fd = a->fd, .events = POLLIN};
-        if (!a->accepted && a->armed && !a->rearm && poll(&pfd, 1, 0) == 1) {
-            log_info("accept on %s: a connection is waiting unseen; re-arming",
-                     a->listener->address);
-            struct io_uring_sqe *sqe = loop_sqe(&w.loop);
-            io_uring_prep_cancel(sqe, &a->op, 0);
-            loop_prep_op(sqe, NULL);
-            a->rearm = 1;
+        int waiting = 0;
+        if (!a->accepted && a->armed && !a->rearm) {
+            struct pollfd pfd = {.fd = a->fd, .events = POLLIN};
+            waiting = poll(&pfd, 1, 0) == 1;
         }
+        if (waiting && a->suspect) {
+            log_debug("accept on %s: a connection is waiting unseen; re-arming",
+                      a->listener->address);
+            cancel_accept(a);
+            a->rearm = 1;
+            waiting = 0;
+        }
+        a->suspect = waiting;
         a->accepted = 0;
     }
     if (!w.draining)
@@ -136,13 +215,13 @@ static void on_accept(loop_op_t *op, int res, unsigned flags)
         a->accepted++;
         http1_accept(res, a->listener, w.info->cf);
     } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
-        /* out of descriptors: stop accepting for a moment, as nginx does */
+        /* out of descriptors or memory: stop accepting for a moment, as nginx
+         * does; the connections already accepted go on being served */
         if (!w.paused) {
-            log_warn("accept on %s: %s; pausing accept for 100ms", a->listener->address,
-                     strerror(-res));
-            w.paused = 1;
-            cancel_accepts();
-            timer_after(&w.loop, &w.resume_timer, 100);
+            char why[160];
+            snprintf(why, sizeof(why), "accept on %s: %s", a->listener->address, strerror(-res));
+            pause_accepts(why, "");
+            timer_after(&w.loop, &w.resume_timer, ACCEPT_RETRY_MS);
         }
         maybe_stop();
         return;
@@ -157,18 +236,80 @@ static void on_accept(loop_op_t *op, int res, unsigned flags)
 void worker_conn_opened(void)
 {
     w.conns++;
-    if (w.conns >= w.info->cf->limits.max_connections && !w.paused) {
-        w.paused = 1;
-        cancel_accepts();
+    if (w.conns >= w.max_conns && !w.paused) {
+        pause_accepts("max_connections reached",
+                      w.max_conns < w.info->cf->limits.max_connections
+                          ? ", as lowered to fit the fd limit"
+                          : "");
+        return;
     }
+    if (multishot_fits())
+        return;
+    /* near the limit: multishot accepts make way for single ones (re-armed
+     * when the cancel completes) */
+    for (size_t i = 0; i < w.nacceptors; i++) {
+        acceptor_t *a = &w.acceptors[i];
+        if (a->armed && a->multishot && !a->rearm) {
+            cancel_accept(a);
+            a->rearm = 1;
+        }
+    }
+}
+
+unsigned long worker_upstream_fd_room(void)
+{
+    return w.fd_room > w.conns ? w.fd_room - w.conns : 0;
 }
 
 void worker_conn_closed(void)
 {
     w.conns--;
-    if (w.paused && w.conns < w.info->cf->limits.max_connections && !w.resume_timer.deadline)
+    if (w.paused && w.conns < w.max_conns && !w.resume_timer.deadline)
         resume_accepts(NULL);
     maybe_stop();
+}
+
+static unsigned long fds_open(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return 64; /* no /proc: a generous guess */
+    unsigned long n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/*
+ * Descriptors this worker has for client and upstream connections, and how
+ * many clients it may hold so that each can still open its upstream
+ * connection: at the fd limit accept pauses while every accepted connection
+ * goes on being served, where running into EMFILE would turn them into 502s
+ * (socket() failing) or leave connections queued. Each client may need two
+ * descriptors; idle pooled upstream connections use the rest and give way
+ * under pressure (proxy.c). What is open at start, one health probe per
+ * server and FD_RESERVE come off first.
+ */
+static void fit_fd_limit(const weir_conf_t *cf)
+{
+    w.max_conns = cf->limits.max_connections;
+    w.fd_room = (unsigned long)-1;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+        return;
+    unsigned long fixed = fds_open() + FD_RESERVE;
+    for (size_t i = 0; i < cf->nupstreams; i++)
+        fixed += cf->upstreams[i].npeers;
+    w.fd_room = rl.rlim_cur > fixed + 2 ? rl.rlim_cur - fixed : 2;
+    if (w.fd_room / 2 >= w.max_conns)
+        return;
+    w.max_conns = w.fd_room / 2;
+    log_notice("worker %u: the fd limit (%llu) allows %lu client connections with their "
+               "upstream sockets, fewer than max_connections (%llu); raise the limit "
+               "(ulimit -n, LimitNOFILE=) to serve more",
+               w.info->index, (unsigned long long)rl.rlim_cur, w.max_conns,
+               (unsigned long long)cf->limits.max_connections);
 }
 
 int weir_worker_draining(void)
@@ -277,7 +418,10 @@ int worker_main(const worker_info_t *info)
         return 1;
     if (run_worker_hooks(cf, 1) < 0)
         return 1;
+    fit_fd_limit(cf);
     w.nacceptors = cf->nlisteners;
+    for (size_t i = 0; i < cf->nlisteners; i++)
+        w.accept_burst += (unsigned long)cf->listeners[i].backlog;
     w.acceptors = calloc(w.nacceptors + 1, sizeof(acceptor_t));
     if (!w.acceptors)
         return 1;

@@ -21,5 +21,8 @@ int worker_main(const worker_info_t *info);
 /* Connection accounting for accept pausing (max_connections). */
 void worker_conn_opened(void);
 void worker_conn_closed(void);
+/* Descriptors left for upstream connections by the fd limit: the proxy
+ * closes an idle pooled connection before opening one beyond it. */
+unsigned long worker_upstream_fd_room(void);
 
 #endif

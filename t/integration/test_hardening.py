@@ -11,9 +11,7 @@ guards:
 4. client_body_timeout answers 408; a 204/304 from upstream reaches the
    client with no body (and no Content-Length on 204)."""
 
-import os
-import resource
-import socket
+import re
 import subprocess
 import time
 
@@ -140,3 +138,100 @@ def test_204_of_a_module_has_no_body_nor_content_length(weir, backend):
     assert answers[0].startswith(b"HTTP/1.1 204 ") and answers[1].startswith(b"HTTP/1.1 204 "), raw
     assert answers[2] == b"" and b"not sent" not in raw, raw
     assert b"content-length" not in raw.lower(), raw
+
+
+def _ports_held_by(pid):
+    """Local ports of the client sockets that process pid has accepted."""
+    out = subprocess.run(["ss", "-tnp", "state", "established"], capture_output=True,
+                         text=True, check=True).stdout
+    held = set()
+    for line in out.splitlines():
+        if "pid=%d," % pid in line:
+            addrs = re.findall(r"127\.0\.0\.1:(\d+)", line)
+            if len(addrs) == 2:
+                held.add(int(addrs[1]))
+    return held
+
+
+def test_fd_limit_accepted_connections_go_on_being_served(weir, backend):
+    """ulimit -n 256 and 300 idle connections: weir admits only as many as can
+    each still open an upstream socket, serves every one of them (200, not a
+    502 from a failed socket()) while the rest wait in the backlog, logs the
+    pause once, and takes the waiting ones in as others close."""
+    b = backend()
+    w = weir()
+    w.start(w.config(upstreams={"b": {"servers": [b.addr]}},
+                     routes=[{"path": "/", "upstream": "b"}],
+                     limits={"client_header_timeout": "60s", "keepalive_timeout": "60s"}),
+            wrapper=["prlimit", "--nofile=256:256", "--"])
+    pid = w.workers()[0]
+    socks = []
+    try:
+        for _ in range(300):
+            socks.append(connect(w.port, timeout=10))
+        # deferred accept hands a connection over once its first bytes
+        # arrive, or after its 1 s wait: both kinds are mixed here
+        for s in socks[::2]:
+            s.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        held = wait_for(lambda: (lambda h: h if len(h) > 50 else None)(_ports_held_by(pid)))
+        time.sleep(1.5)
+        held = _ports_held_by(pid)
+        accepted = [s for s in socks if s.getsockname()[1] in held]
+        waiting = [s for s in socks if s.getsockname()[1] not in held]
+        assert 50 < len(accepted) < 128 and waiting, (len(accepted), len(waiting))
+        for i, s in enumerate(socks):
+            if s in accepted and i % 2:
+                s.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        for s in accepted:   # a stall shows as a socket timeout here
+            r = read_response(Reader(s))
+            assert r is not None and r.status == 200, r
+        log = w.log()
+        assert log.count("accept paused") == 1, log[-3000:]
+        assert "pausing accept for 100ms" not in log
+        assert "allows" in log and "client connections" in log
+        # as accepted connections close, the waiting ones are taken in
+        for s in accepted[:len(accepted) // 2]:
+            s.close()
+        def taken_in():
+            held = _ports_held_by(pid)
+            return [s for s in waiting if s.getsockname()[1] in held]
+        taken = wait_for(taken_in)
+        assert len(taken) >= 5, len(taken)
+        for s in taken[:5]:
+            s.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+            r = read_response(Reader(s))
+            assert r is not None and r.status == 200, r
+        assert w.workers() == [pid]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_accept_watch_quiet_under_new_connection_load(weir, backend):
+    """One worker, a new connection per request, at debug level: bursts at
+    full speed and connections spread out with pauses (so that many watch
+    ticks see no accept): the lost-wakeup watch must never re-arm."""
+    import random
+    import threading
+    from loadgen import Load
+    b = backend()
+    w = simple_proxy(weir, b, error_log={"path": "stderr", "level": "debug"})
+    with Load(w.port, clients=3, keepalive=False, path="/echo") as load:
+        assert load.wait_requests(2000, timeout=60)
+    assert load.failures == [], load.summary()
+    rng = random.Random(9)
+    bad = []
+
+    def spread():
+        for _ in range(25):
+            r = get(w.port, "/echo")
+            if r.status != 200:
+                bad.append(r)
+            time.sleep(rng.random() * 0.15)
+    threads = [threading.Thread(target=spread) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad, bad[:3]
+    assert "waiting unseen" not in w.log()
