@@ -264,7 +264,7 @@ static void run_timers(struct loop *l)
 
 /* ------------------------------------------------------------------- loop */
 
-static void reap(struct loop *l)
+static unsigned reap(struct loop *l)
 {
     struct io_uring_cqe *cqe;
     unsigned head, count = 0;
@@ -275,15 +275,21 @@ static void reap(struct loop *l)
             op->cb(op, cqe->res, cqe->flags);
     }
     io_uring_cq_advance(&l->ring, count);
+    return count;
 }
 
-void loop_once(struct loop *l)
+unsigned loop_turn(struct loop *l, uint64_t max_wait_ms)
 {
     struct io_uring_cqe *cqe;
     struct __kernel_timespec ts, *tsp = NULL;
+    uint64_t wait = max_wait_ms;
     if (l->heap_len) {
         uint64_t key = l->heap[0]->key;
-        uint64_t wait = key > l->now ? key - l->now : 0;
+        uint64_t until = key > l->now ? key - l->now : 0;
+        if (until < wait)
+            wait = until;
+    }
+    if (wait != UINT64_MAX) {
         ts.tv_sec = (long long)(wait / 1000);
         ts.tv_nsec = (long long)(wait % 1000) * 1000000;
         tsp = &ts;
@@ -292,8 +298,14 @@ void loop_once(struct loop *l)
     if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
         log_error("io_uring wait failed: %s", strerror(-ret));
     loop_update_time(l);
-    reap(l);
+    unsigned n = reap(l);
     run_timers(l);
+    return n;
+}
+
+void loop_once(struct loop *l)
+{
+    loop_turn(l, UINT64_MAX);
 }
 
 void loop_run(struct loop *l)

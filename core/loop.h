@@ -73,6 +73,9 @@ static inline void loop_prep_op(struct io_uring_sqe *sqe, loop_op_t *op)
 void loop_run(struct loop *l);
 /* One turn: submit, wait for a completion or the next timer, dispatch. */
 void loop_once(struct loop *l);
+/* One turn that waits at most max_wait_ms (0: only what is ready now);
+ * returns the number of completions dispatched. */
+unsigned loop_turn(struct loop *l, uint64_t max_wait_ms);
 void loop_update_time(struct loop *l);
 
 /* Provided buffers. */

@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -182,9 +183,16 @@ static void on_up_poll(loop_op_t *op, int res, unsigned flags)
         up_maybe_free(up);
         return;
     }
-    /* readable while idle means EOF or unsolicited bytes: either way unusable */
-    if (res > 0 && up->state == U_IDLE)
+    /* readable while idle means EOF or unsolicited bytes: either way
+     * unusable; a close is the server's right, bytes are a fault */
+    if (res > 0 && up->state == U_IDLE) {
+        char b;
+        if (recv(up->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
+            log_warn("upstream %s (%s): bytes on an idle keepalive connection (after the end "
+                     "of a response); closing it",
+                     up->u->name, up->u->peers[up->peer].address);
         up_close(up);
+    }
 }
 
 /* ------------------------------------------------------------ connecting */
@@ -457,6 +465,17 @@ static void send_body_slices(client_t *c, upconn_t *up, const weir_str_t *s, siz
     client_send(c, proxy_response_sent);
 }
 
+/* Bytes after the end of the response are dropped and the connection is
+ * never reused: they are either a broken server or a response meant for
+ * the next request. */
+static void beyond_body(upconn_t *up, size_t n)
+{
+    log_warn("upstream %s (%s): %zu bytes beyond the end of the response dropped; the "
+             "connection is not reused",
+             up->u->name, up->u->peers[up->peer].address, n);
+    up->keepalive = 0;
+}
+
 /* Decodes response body bytes waiting in up->in (what came with the head,
  * or was left over) into s[SENDQ_SLICES]. -1 after logging invalid framing. */
 static int feed_inbuf(upconn_t *up, weir_str_t *s, size_t *ns, int *done)
@@ -471,7 +490,7 @@ static int feed_inbuf(upconn_t *up, weir_str_t *s, size_t *ns, int *done)
     }
     up->in.off += (size_t)k;
     if (*done && up->in.off < up->in.len)
-        up->keepalive = 0; /* bytes beyond the body: never reuse */
+        beyond_body(up, up->in.len - up->in.off);
     return 0;
 }
 
@@ -718,7 +737,7 @@ static void on_up_recv(loop_op_t *op, int res, unsigned flags)
     }
     if ((size_t)k < (size_t)res) {
         if (done) {
-            up->keepalive = 0; /* bytes beyond the body are dropped */
+            beyond_body(up, (size_t)res - (size_t)k);
         } else {
             /* slice array full: keep the rest for the next round */
             up->in.len = up->in.off = 0;
@@ -873,6 +892,9 @@ static weir_str_t upstream_host(const weir_request_t *r)
     header_entry_t *e = headers_find(&r->headers, WEIR_STR("host"));
     if (e && e->value.data != r->host_header.data && e->value.len)
         return e->value;
+    if (!r->host_header.len) /* HTTP/1.0 without Host: name the upstream, as
+                                nginx's $proxy_host does; HTTP/1.1 needs one */
+        return (weir_str_t){r->upstream->name, strlen(r->upstream->name)};
     return r->host_header;
 }
 

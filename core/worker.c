@@ -402,29 +402,29 @@ static int run_worker_hooks(const weir_conf_t *cf, int init)
     return 0;
 }
 
-int worker_main(const worker_info_t *info)
+int worker_start(const worker_info_t *info)
 {
     const weir_conf_t *cf = info->cf;
     w.info = info;
     int ret = loop_init(&w.loop, RING_ENTRIES, RECV_BUFFERS, RECV_BUFFER_SIZE);
     if (ret) {
         log_error("worker %u: io_uring setup failed: %s", info->index, strerror(-ret));
-        return 1;
+        return -1;
     }
     timer_init(&w.drain_timer, drain_deadline);
     timer_init(&w.resume_timer, resume_accepts);
     timer_init(&w.watch_timer, accept_watch);
     if (setup_signals() < 0 || http1_init(cf) < 0)
-        return 1;
+        return -1;
     if (run_worker_hooks(cf, 1) < 0)
-        return 1;
+        return -1;
     fit_fd_limit(cf);
     w.nacceptors = cf->nlisteners;
     for (size_t i = 0; i < cf->nlisteners; i++)
         w.accept_burst += (unsigned long)cf->listeners[i].backlog;
     w.acceptors = calloc(w.nacceptors + 1, sizeof(acceptor_t));
     if (!w.acceptors)
-        return 1;
+        return -1;
     for (size_t i = 0; i < w.nacceptors; i++) {
         w.acceptors[i].op.cb = on_accept;
         w.acceptors[i].fd = info->listen_fds[i];
@@ -432,10 +432,27 @@ int worker_main(const worker_info_t *info)
         arm_accept(&w.acceptors[i]);
     }
     timer_after(&w.loop, &w.watch_timer, ACCEPT_WATCH_MS);
-    loop_run(&w.loop);
-    run_worker_hooks(cf, 0);
-    logfiles_flush_at_exit(cf);
     return 0;
+}
+
+void worker_finish(void)
+{
+    run_worker_hooks(w.info->cf, 0);
+    logfiles_flush_at_exit(w.info->cf);
+}
+
+int worker_main(const worker_info_t *info)
+{
+    if (worker_start(info) < 0)
+        return 1;
+    loop_run(&w.loop);
+    worker_finish();
+    return 0;
+}
+
+unsigned long worker_connections(void)
+{
+    return w.conns;
 }
 
 /* -------------------------------------------------- module services (API) */

@@ -17,6 +17,14 @@ typedef struct worker_info {
 
 /* Runs the worker; returns the process exit status. */
 int worker_main(const worker_info_t *info);
+/* worker_main in its steps, for a caller that turns the loop itself (the
+ * proxy-path fuzz target): set up the loop, the protocol, the modules'
+ * worker hooks and the accepts (0, or -1 after logging); then, once the loop
+ * is done, the modules' exit hooks and the last log flush. */
+int worker_start(const worker_info_t *info);
+void worker_finish(void);
+/* Client connections open in this worker. */
+unsigned long worker_connections(void);
 
 /* Connection accounting for accept pausing (max_connections). */
 void worker_conn_opened(void);

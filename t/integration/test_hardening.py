@@ -235,3 +235,15 @@ def test_accept_watch_quiet_under_new_connection_load(weir, backend):
         t.join()
     assert not bad, bad[:3]
     assert "waiting unseen" not in w.log()
+
+
+def test_http10_without_host_names_the_upstream(weir, backend):
+    """Found by the proxy-path fuzz target: weir sent "Host: " (empty) on the
+    HTTP/1.1 request it made of an HTTP/1.0 request without Host, a head its
+    own parser refuses. The upstream's name stands in, as nginx's
+    $proxy_host does."""
+    b = backend()
+    w = simple_proxy(weir, b)
+    r = raw_request(w.port, b"GET /echo HTTP/1.0\r\n\r\n")
+    assert r.status == 200, r
+    assert b.requests[-1].headers.get_all("Host") == ["b"], b.requests[-1].headers
