@@ -142,6 +142,8 @@ void client_arm_timer(client_t *c, uint64_t ms)
 
 static void client_free(client_t *c)
 {
+    if (c->retired)
+        request_free(c->retired);
     timer_detach(g_loop, &c->timer);
     if (c->prev)
         c->prev->next = c->next;
@@ -160,11 +162,18 @@ static void maybe_free(client_t *c)
         client_free(c);
 }
 
+/* A send still in flight reads the request's memory (its send queue, the
+ * response head, body bytes the request took over from the upstream): the
+ * kernel may still copy them, so such a request is freed with the
+ * connection, once every completion is in. */
 static void end_request(client_t *c)
 {
     if (!c->r)
         return;
-    request_free(c->r);
+    if (c->send_armed)
+        c->retired = c->r;
+    else
+        request_free(c->r);
     c->r = NULL;
     c->sq = NULL;
 }

@@ -87,6 +87,7 @@ typedef struct client {
     h1_parser_t parser;
 
     weir_request_t *r;
+    weir_request_t *retired; /* closed while a send read from it: freed last */
     h1_request_t req;
     upconn_t *up;
     sendq_t *sq;           /* in the request arena */

@@ -841,10 +841,16 @@ void proxy_detach(client_t *c, int reusable)
         return;
     c->up = NULL;
     up->c = NULL;
-    if (reusable && !up->closing)
+    if (reusable && !up->closing) {
         pool_put(up);
-    else
-        up_close(up);
+        return;
+    }
+    /* a client send in flight may be reading body bytes from up->in: the
+     * request keeps them until it is freed (end_request) */
+    if (c->send_armed && up->in.data && c->r &&
+        arena_cleanup(c->r->arena, free, up->in.data) == 0)
+        up->in = (inbuf_t){0};
+    up_close(up);
 }
 
 static void connect_peer(client_t *c)

@@ -247,3 +247,27 @@ def test_http10_without_host_names_the_upstream(weir, backend):
     r = raw_request(w.port, b"GET /echo HTTP/1.0\r\n\r\n")
     assert r.status == 200, r
     assert b.requests[-1].headers.get_all("Host") == ["b"], b.requests[-1].headers
+
+
+def test_client_gone_while_a_handler_is_suspended(weir, backend):
+    """A client that closes while a module holds its request suspended: the
+    resume must not touch the freed connection, and the worker goes on."""
+    from test_module_host import _suspend_so
+    b = backend()
+    w = weir()
+    w.start(w.config(upstreams={"b": {"servers": [b.addr]}},
+                     routes=[{"path": "/", "upstream": "b"}],
+                     modules=["router", "lb_roundrobin",
+                              {"name": "suspend", "path": _suspend_so()}],
+                     suspend_ms="200ms"))
+    pids = w.workers()
+    for _ in range(3):
+        s = connect(w.port)
+        s.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.05)
+        s.close()
+    time.sleep(0.5)
+    r = get(w.port, "/echo")
+    assert r.status == 200, r
+    assert w.workers() == pids, w.log()[-2000:]
+    assert "Sanitizer" not in w.log(), w.log()[-3000:]
