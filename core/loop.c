@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "vg_mem.h"
 
 struct loop *g_loop;
 
@@ -68,6 +69,8 @@ static int setup_buffers(struct loop *l, unsigned nbufs, unsigned buf_size)
                    MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
     if (l->bufs == MAP_FAILED)
         return -errno;
+    /* memcheck: a buffer is the kernel's until a completion hands it over */
+    WEIR_MEM_NOACCESS(l->bufs, (size_t)nbufs * buf_size);
     l->nbufs = nbufs;
     l->buf_size = buf_size;
     int mask = io_uring_buf_ring_mask(nbufs);
@@ -122,6 +125,7 @@ void loop_recv(struct loop *l, int fd, loop_op_t *op)
 
 void loop_buf_release(struct loop *l, unsigned bid)
 {
+    WEIR_MEM_NOACCESS(loop_buf(l, bid), l->buf_size);
     io_uring_buf_ring_add(l->br, loop_buf(l, bid), l->buf_size, (unsigned short)bid,
                           io_uring_buf_ring_mask(l->nbufs), 0);
     io_uring_buf_ring_advance(l->br, 1);
@@ -271,6 +275,8 @@ static unsigned reap(struct loop *l)
     io_uring_for_each_cqe(&l->ring, head, cqe) {
         count++;
         loop_op_t *op = io_uring_cqe_get_data(cqe);
+        if ((cqe->flags & IORING_CQE_F_BUFFER) && cqe->res > 0)
+            WEIR_MEM_DEFINED(loop_buf(l, cqe->flags >> IORING_CQE_BUFFER_SHIFT), (size_t)cqe->res);
         if (op)
             op->cb(op, cqe->res, cqe->flags);
     }

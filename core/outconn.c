@@ -18,6 +18,7 @@
 
 #include "conf.h"
 #include "loop.h"
+#include "vg_mem.h"
 
 enum conn_op { OP_NONE, OP_CONNECT, OP_SEND, OP_RECV };
 
@@ -106,8 +107,10 @@ static void conn_complete(loop_op_t *op, int res, unsigned flags)
         /* short only when the deadline cut it (or the socket took nothing) */
         result = (size_t)res < c->left ? (c->timed_out ? -ETIMEDOUT : -EPIPE)
                                        : (long)(c->sent + (size_t)res);
-    else if (what == OP_RECV && res > 0)
+    else if (what == OP_RECV && res > 0) {
+        WEIR_MEM_DEFINED(c->rbuf, (size_t)res); /* the kernel wrote them: see vg_mem.h */
         memcpy(c->user_buf, c->rbuf, (size_t)res);
+    }
     c->timed_out = 0;
     c->fn(c, result, c->arg);
 }

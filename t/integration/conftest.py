@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -54,10 +55,26 @@ if os.environ.get("WEIR_TEST_PROXY") == "nginx":
     # validation only: run the harness against nginx through a YAML translator
     WEIR_BIN = os.path.join(HERE, "nginx_shim.py")
 NO_URING = _env_path("WEIR_NO_URING", os.path.join(SOURCE_ROOT, "build", "t", "integration", "no_uring"))
+# WEIR_WRAPPER: a command put before weir by Weir.start (split as a shell would), e.g.
+# tools/valgrind-weir (a relative path is looked up from the cwd, then SOURCE_ROOT);
+# a test's own wrapper= (prlimit ...) runs first and starts WEIR_WRAPPER.
+# Under a wrapper the waits for weir to listen and to exit are WEIR_TIMEOUT_SCALE
+# times longer (default 6 with a wrapper, 1 without), and start() also waits for a
+# first worker.
+WRAPPER = shlex.split(os.environ.get("WEIR_WRAPPER", ""))
+if WRAPPER and os.sep in WRAPPER[0]:     # weir runs in the test's tmp dir: make it absolute
+    if not os.path.exists(WRAPPER[0]):
+        WRAPPER[0] = os.path.join(SOURCE_ROOT, WRAPPER[0])
+    WRAPPER[0] = os.path.abspath(WRAPPER[0])
+TIMEOUT_SCALE = float(os.environ.get("WEIR_TIMEOUT_SCALE") or (6 if WRAPPER else 1))
 
 # ---------------------------------------------------------------------------
 # small utilities
 # ---------------------------------------------------------------------------
+
+
+SANITIZER_REPORT = re.compile(r"ERROR: (AddressSanitizer|LeakSanitizer)|runtime error: |"
+                              r"UndefinedBehaviorSanitizer")
 
 
 def free_port():
@@ -866,7 +883,7 @@ class Weir:
               modules_dir=None):
         if cfg is not None:
             self.write(cfg)
-        cmd = list(wrapper or []) + [binary or WEIR_BIN, "-c", self.conf_path,
+        cmd = list(wrapper or []) + WRAPPER + [binary or WEIR_BIN, "-c", self.conf_path,
                                      "-M", modules_dir or MODULES_DIR]
         cmd += list(args or [])
         self.logf = open(self.log_path, "ab")
@@ -879,6 +896,7 @@ class Weir:
         return self
 
     def wait_ready(self, timeout=10.0):
+        timeout *= TIMEOUT_SCALE
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             rc = self.proc.poll()
@@ -892,6 +910,8 @@ class Weir:
             try:
                 s = socket.create_connection(("127.0.0.1", self.port), timeout=0.5)
                 s.close()
+                if WRAPPER:     # slowed down, the master listens well before it forks
+                    wait_for(lambda: self.workers() or self.proc.poll() is not None, 10)
                 return
             except OSError:
                 time.sleep(0.05)
@@ -922,7 +942,7 @@ class Weir:
 
     def wait_exit(self, timeout=10.0):
         try:
-            return self.proc.wait(timeout)
+            return self.proc.wait(timeout * TIMEOUT_SCALE)
         except subprocess.TimeoutExpired:
             return None
 
@@ -986,6 +1006,13 @@ def weir(tmp_path, request):
     yield make
     for w in made:
         w.stop()
+    # A sanitizer report from any weir process fails the test, even when the
+    # master restarted the worker and every request was answered.
+    for w in made:
+        m = SANITIZER_REPORT.search(w.log())
+        if m:
+            pytest.fail("sanitizer report in %s:\n%s" % (w.log_path, w.log()[m.start():][:6000]),
+                        pytrace=False)
 
 
 @pytest.hookimpl(hookwrapper=True)
