@@ -480,6 +480,21 @@ def _resp_head(status, headers, reason=None):
     return ("\r\n".join(out) + "\r\n\r\n").encode("latin-1")
 
 
+def shutdown_server(lsock, socks):
+    """Close a test server's listening socket (later connects are refused) and
+    shut every connection it holds, which ends their serving threads."""
+    try:
+        lsock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    lsock.close()
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class Backend:
     """A threaded HTTP/1.1 origin on 127.0.0.1.
 
@@ -523,18 +538,9 @@ class Backend:
     def stop(self):
         """Close the listener (later connects are refused) and every open connection."""
         self.running = False
-        try:
-            self.lsock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.lsock.close()
         with self.lock:
             socks = list(self.open_socks)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shutdown_server(self.lsock, socks)
 
     def clear(self):
         with self.lock:

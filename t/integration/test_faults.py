@@ -59,7 +59,7 @@ import time
 
 import pytest
 
-from conftest import Eof, Reader, Weir, is_closed, read_response, wait_for
+from conftest import Eof, Reader, Weir, is_closed, read_response, shutdown_server, wait_for
 
 _weirs = []                 # the conftest report hook attaches these logs on failure
 _report = {}
@@ -324,18 +324,9 @@ class FaultUpstream:
 
     def stop(self):
         self.running = False
-        try:
-            self.lsock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.lsock.close()
         with self.cond:
             socks = list(self.socks)
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        shutdown_server(self.lsock, socks)
 
     def _accept_loop(self):
         while self.running:
