@@ -203,6 +203,8 @@ GETTER(v_sent_http)
 /* Finds name=value in a list separated by `sep` (';' for cookies, '&' args). */
 static int find_pair(weir_str_t list, weir_str_t name, char sep, weir_str_t *out)
 {
+    if (!list.len) /* an unset query has no bytes at all: NULL + 0 is UB */
+        return 1;
     const char *p = list.data, *end = list.data + list.len;
     while (p < end) {
         while (p < end && (*p == ' ' || *p == sep))
