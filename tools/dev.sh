@@ -2,9 +2,18 @@
 # weir developer entry point.
 #
 #   tools/dev.sh deps               install the Debian 12 packages that are missing
-#   tools/dev.sh build [--sanitize] meson + ninja into build/ (or build-asan/)
+#   tools/dev.sh build [--sanitize|--release|--fuzz]
+#                                   meson + ninja into build/ (build-asan/, build-release/,
+#                                   build-fuzz/)
 #   tools/dev.sh run                deps, build, demo backends on :9001/:9002, weir on :8080
-#   tools/dev.sh test               deps, build, whole suite, then again under ASan+UBSan
+#   tools/dev.sh test               deps, build, whole suite, again under ASan+UBSan,
+#                                   the fuzz targets briefly, the valgrind subset;
+#                                   ends with one line "N passed, N failed"
+#   tools/dev.sh fuzz [SECONDS [TARGET...]]
+#                                   deps, clang fuzz build (build-fuzz/), each target
+#                                   fuzzed SECONDS (default 600)
+#   tools/dev.sh valgrind [--all] [-- PYTEST-ARGS]
+#                                   deps, build, integration tests under memcheck
 #   tools/dev.sh bench [ARGS...]    deps, release build, tools/bench ARGS
 #
 # Never prompts. Works as root, or through sudo when not root.
@@ -21,7 +30,7 @@ PACKAGES=(
     build-essential meson ninja-build pkg-config
     liburing-dev node-llhttp libnghttp2-dev libssl-dev libyaml-dev libpcre2-dev check
     curl nghttp2-client python3 python3-h2 python3-pytest openssl wrk nginx haproxy procps
-    iproute2 util-linux clang-14 libclang-rt-14-dev valgrind
+    iproute2 util-linux clang-14 libclang-rt-14-dev llvm-14 valgrind
 )
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -55,12 +64,19 @@ cmd_deps() {
     as_root apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
-# build_dir DIR [meson setup args...]: configure once, then let ninja reconfigure.
+# build_dir DIR [meson setup args...]: configure once (again when the setup
+# arguments changed), then let ninja reconfigure.
 build_dir() {
     local dir="$1"; shift
+    local stamp="$dir/.weir-setup-args" args="$*"
+    if [ -f "$dir/build.ninja" ] && [ "$(cat "$stamp" 2>/dev/null)" != "$args" ]; then
+        say "setup arguments of $dir changed: configuring it afresh"
+        rm -rf "$dir"
+    fi
     if [ ! -f "$dir/build.ninja" ]; then
         say "meson setup $dir $*"
         meson setup "$dir" "$@"
+        printf '%s' "$args" > "$stamp"
     fi
     say "ninja -C $dir"
     ninja -C "$dir"
@@ -71,11 +87,17 @@ cmd_build() {
         "") build_dir build ;;
         --sanitize)
             # b_lundef=false: modules are dlopen'ed and resolve ASan symbols from the binary.
-            build_dir build-asan -Db_sanitize=address,undefined -Db_lundef=false ;;
+            # -fno-sanitize-recover: UBSan stops at its first error, as ASan does.
+            build_dir build-asan -Db_sanitize=address,undefined -Db_lundef=false \
+                -Dc_args=-fno-sanitize-recover=all ;;
         --release)
             # The benchmark needs only the binary and the modules.
             build_dir build-release --buildtype=release -Dtests=false ;;
-        *) die "build: unknown option '$1' (use --sanitize)" ;;
+        --fuzz)
+            # libFuzzer targets (t/fuzz): clang, everything instrumented.
+            CC=clang-14 build_dir build-fuzz -Dfuzz=true -Dtests=false \
+                -Db_sanitize=address,undefined -Db_lundef=false --buildtype=debugoptimized ;;
+        *) die "build: unknown option '$1' (use --sanitize, --release or --fuzz)" ;;
     esac
 }
 
@@ -165,26 +187,71 @@ cmd_run() {
     exit "$rc"
 }
 
+# Seconds each fuzz target runs in `test` (the long runs: `fuzz`).
+FUZZ_CI_SECONDS="${FUZZ_CI_SECONDS:-10}"
+
 cmd_test() {
     cmd_deps
-    local rc=0
+    local rc=0 t
+    mkdir -p "$ROOT/build"
+    local results="$ROOT/build/ci-results.txt" vglog="$ROOT/build/ci-valgrind.txt"
+    : > "$results"
+    : > "$vglog"
+    # a build that fails counts as a failed test, and the steps after it still run
+    built() { if "$@"; then return 0; fi; echo "FAIL build:$*" >> "$results"; rc=1; return 1; }
 
-    cmd_build
+    built cmd_build
     say "meson test -C build"
     meson test -C build --print-errorlogs || rc=1
 
-    cmd_build --sanitize
-    say "meson test -C build-asan (ASan+UBSan)"
+    built cmd_build --sanitize
+    say "meson test -C build-asan (ASan+UBSan, leak checks on)"
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         meson test -C build-asan --print-errorlogs --timeout-multiplier 3 || rc=1
 
+    built cmd_build --fuzz
+    say "fuzz targets: every corpus and regression input, then ${FUZZ_CI_SECONDS}s of fuzzing each"
+    meson test -C build-fuzz --suite fuzz --print-errorlogs || rc=1
+    for t in $(cd t/fuzz && ls ./*_fuzz.c | sed 's|^\./||; s|_fuzz\.c$||'); do
+        if t/fuzz/run.sh build-fuzz "$FUZZ_CI_SECONDS" "$t"; then
+            echo "PASS fuzz-$t" >> "$results"
+        else
+            echo "FAIL fuzz-$t" >> "$results"
+            rc=1
+        fi
+    done
+
+    say "integration tests under valgrind (the CI subset, tools/valgrind-suite)"
+    if "$PY" tools/valgrind-suite --build-dir build --no-build 2>&1 | tee "$vglog"; then
+        echo "PASS valgrind-memcheck" >> "$results"
+    else
+        echo "FAIL valgrind-memcheck" >> "$results"
+        rc=1
+    fi
+
     if [ "$rc" -ne 0 ]; then
         say "tests FAILED (see the logs above, and build*/meson-logs/testlog.txt)"
     else
-        say "all tests passed (plain and ASan+UBSan)"
+        say "all tests passed (plain, ASan+UBSan, fuzz, valgrind)"
     fi
+    "$PY" tools/test_summary.py build/meson-logs/testlog.json build-asan/meson-logs/testlog.json \
+        build-fuzz/meson-logs/testlog.json --output "$vglog" --results "$results"
     return "$rc"
+}
+
+cmd_fuzz() {
+    cmd_deps
+    cmd_build --fuzz
+    local seconds="${1:-600}"
+    [ $# -eq 0 ] || shift
+    exec t/fuzz/run.sh build-fuzz "$seconds" "$@"
+}
+
+cmd_valgrind() {
+    cmd_deps
+    cmd_build
+    exec "$PY" tools/valgrind-suite --build-dir build --no-build "$@"
 }
 
 cmd_bench() {
@@ -195,7 +262,7 @@ cmd_bench() {
 }
 
 usage() {
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 [ $# -ge 1 ] || { usage >&2; exit 2; }
@@ -205,6 +272,8 @@ case "$sub" in
     build) cmd_build "$@" ;;
     run)   cmd_run "$@" ;;
     test)  cmd_test "$@" ;;
+    fuzz)  cmd_fuzz "$@" ;;
+    valgrind) cmd_valgrind "$@" ;;
     bench) cmd_bench "$@" ;;
     -h|--help|help) usage ;;
     *) usage >&2; exit 2 ;;
