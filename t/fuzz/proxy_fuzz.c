@@ -84,10 +84,20 @@ static struct {
     int trace; /* $PROXY_FUZZ_TRACE: say what the client and upstreams get */
 } h;
 
+static void unix_address(struct sockaddr_un *sa, const char *path)
+{
+    *sa = (struct sockaddr_un){.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sa->sun_path)) {
+        fprintf(stderr, "proxy_fuzz: socket path too long: %s (set TMPDIR)\n", path);
+        abort();
+    }
+    memcpy(sa->sun_path, path, strlen(path) + 1);
+}
+
 static int unix_listener(const char *path)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    struct sockaddr_un sa;
+    unix_address(&sa, path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
         perror("proxy_fuzz: listener");
@@ -267,8 +277,8 @@ static void settle(void)
 
 static void client_connect(void)
 {
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", h.listen_path);
+    struct sockaddr_un sa;
+    unix_address(&sa, h.listen_path);
     h.client = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (h.client < 0 || connect(h.client, (struct sockaddr *)&sa, sizeof(sa)) < 0)
         abort();

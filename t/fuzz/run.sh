@@ -125,6 +125,9 @@ for t in $targets; do
     work=$build/fuzz-work/$t
     crashes=$build/fuzz-crashes/$t
     log=$build/fuzz-logs/$t.log
+    # scratch files of an earlier run (a fork-mode child or a crash leaves
+    # its temp directory behind)
+    rm -rf "$work/tmp"
     mkdir -p "$work/tmp" "$crashes" || exit 2
     dict=
     [ -f "$here/dict/$t.dict" ] && dict="-dict=$here/dict/$t.dict"
