@@ -44,7 +44,8 @@ typedef struct acceptor {
     int fd;
     const weir_listener_t *listener;
     int armed;
-    int rearm;        /* cancelled by the watch: arm again when it ends */
+    int rearm;        /* cancelled to be armed anew (the watch, or single-shot near
+                         the limit) when the cancel completes */
     int suspect;      /* the last watch tick saw a connection waiting */
     int multishot;    /* the armed accept is multishot */
     unsigned accepted; /* connections since the last watch tick */
