@@ -460,7 +460,7 @@ static void handle_signal(int sig)
 }
 
 /* Every descriptor the hard limit grants is for serving: the workers fit
- * their connection count to the soft limit (worker.c, connection_budget),
+ * their connection count to the soft limit (worker.c, fit_fd_limit),
  * and a soft limit of 1024 would cap a worker near 500 connections. */
 static void raise_fd_limit(void)
 {
