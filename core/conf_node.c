@@ -349,6 +349,26 @@ weir_upstream_t *weir_conf_upstream(const weir_conf_t *cf, size_t i)
     return i < cf->nupstreams ? &cf->upstreams[i] : NULL;
 }
 
+size_t weir_conf_listener_count(const weir_conf_t *cf)
+{
+    return cf->nlisteners;
+}
+
+weir_listener_t *weir_conf_listener(const weir_conf_t *cf, size_t i)
+{
+    return i < cf->nlisteners ? &cf->listeners[i] : NULL;
+}
+
+const char *weir_listener_name(const weir_listener_t *l)
+{
+    return l->name ? l->name : l->address;
+}
+
+const weir_node_t *weir_listener_node(const weir_listener_t *l)
+{
+    return l->node;
+}
+
 const weir_node_t *weir_route_node(const weir_route_t *rt)
 {
     return rt->node;

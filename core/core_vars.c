@@ -50,13 +50,11 @@ static int out_fmt(weir_request_t *r, weir_str_t *out, const char *fmt, ...)
 }
 
 /* Address text and port of a sockaddr. */
-static int addr_text(weir_request_t *r, const sockaddr_any_t *sa, int want_port, weir_str_t *out)
+static int addr_text(weir_request_t *r, const struct sockaddr *s, int want_port, weir_str_t *out)
 {
-    request_resolve_addresses(r);
-    if (!sa || !sa->len)
+    if (!s || s->sa_family == AF_UNSPEC)
         return 1;
     char host[INET6_ADDRSTRLEN + 8];
-    const struct sockaddr *s = (const struct sockaddr *)&sa->ss;
     if (s->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const void *)s;
         if (want_port)
@@ -76,10 +74,10 @@ static int addr_text(weir_request_t *r, const sockaddr_any_t *sa, int want_port,
 #define GETTER(name) static int name(weir_request_t *r, weir_str_t sfx, weir_str_t *out)
 #define UNUSED_SFX (void)sfx
 
-GETTER(v_remote_addr) { UNUSED_SFX; return addr_text(r, r->client_sa, 0, out); }
-GETTER(v_remote_port) { UNUSED_SFX; return addr_text(r, r->client_sa, 1, out); }
-GETTER(v_server_addr) { UNUSED_SFX; return addr_text(r, r->server_sa, 0, out); }
-GETTER(v_server_port) { UNUSED_SFX; return addr_text(r, r->server_sa, 1, out); }
+GETTER(v_remote_addr) { UNUSED_SFX; return addr_text(r, request_client_addr(r), 0, out); }
+GETTER(v_remote_port) { UNUSED_SFX; return addr_text(r, request_client_addr(r), 1, out); }
+GETTER(v_server_addr) { UNUSED_SFX; return addr_text(r, request_server_addr(r), 0, out); }
+GETTER(v_server_port) { UNUSED_SFX; return addr_text(r, request_server_addr(r), 1, out); }
 GETTER(v_scheme) { UNUSED_SFX; return out_cstr(r->tls ? "https" : "http", out); }
 GETTER(v_host) { UNUSED_SFX; return out_str(r->host, out); }
 GETTER(v_method) { UNUSED_SFX; return out_str(r->method, out); }

@@ -148,6 +148,53 @@ void loop_wait_buffers(struct loop *l, buf_waiter_t *w)
     l->waiters_tail = &w->next;
 }
 
+/* ----------------------------------------------------------- deferred work */
+
+void loop_defer(struct loop *l, loop_task_t *t)
+{
+    if (t->queued)
+        return;
+    if (!l->tasks_tail)
+        l->tasks_tail = &l->tasks;
+    t->queued = 1;
+    t->turn = l->task_turn;
+    t->next = NULL;
+    *l->tasks_tail = t;
+    l->tasks_tail = &t->next;
+}
+
+void loop_undefer(struct loop *l, loop_task_t *t)
+{
+    if (!t->queued)
+        return;
+    loop_task_t **pp = &l->tasks;
+    while (*pp && *pp != t)
+        pp = &(*pp)->next;
+    if (*pp) {
+        *pp = t->next;
+        if (l->tasks_tail == &t->next)
+            l->tasks_tail = pp;
+    }
+    t->queued = 0;
+    t->next = NULL;
+}
+
+/* Tasks stay in the queue until they run, so loop_undefer can take out one
+ * that is due later in this same run. */
+static void run_tasks(struct loop *l)
+{
+    unsigned turn = l->task_turn++;
+    while (l->tasks && l->tasks->turn == turn) {
+        loop_task_t *t = l->tasks;
+        l->tasks = t->next;
+        if (!l->tasks)
+            l->tasks_tail = &l->tasks;
+        t->next = NULL;
+        t->queued = 0;
+        t->fn(t);
+    }
+}
+
 /* ------------------------------------------------------------------ timers */
 
 void timer_init(struct timer *t, timer_cb cb)
@@ -288,7 +335,7 @@ unsigned loop_turn(struct loop *l, uint64_t max_wait_ms)
 {
     struct io_uring_cqe *cqe;
     struct __kernel_timespec ts, *tsp = NULL;
-    uint64_t wait = max_wait_ms;
+    uint64_t wait = l->tasks ? 0 : max_wait_ms;
     if (l->heap_len) {
         uint64_t key = l->heap[0]->key;
         uint64_t until = key > l->now ? key - l->now : 0;
@@ -306,6 +353,7 @@ unsigned loop_turn(struct loop *l, uint64_t max_wait_ms)
     loop_update_time(l);
     unsigned n = reap(l);
     run_timers(l);
+    run_tasks(l);
     return n;
 }
 

@@ -39,6 +39,18 @@ typedef struct buf_waiter {
     void (*fn)(struct buf_waiter *w);
 } buf_waiter_t;
 
+/* Work that has no completion of its own (plaintext a transport already
+ * holds, a close whose sends are done): run after the turn's completions,
+ * before the loop waits again, in the order queued. A task queued while the
+ * queue runs waits for the next turn, so a busy connection cannot starve the
+ * others. */
+typedef struct loop_task {
+    struct loop_task *next;
+    void (*fn)(struct loop_task *t);
+    int queued;
+    unsigned turn; /* the turn it was queued in */
+} loop_task_t;
+
 struct loop {
     struct io_uring ring;
     struct io_uring_buf_ring *br;
@@ -53,6 +65,8 @@ struct loop {
     size_t heap_len, heap_cap;
     int stop;
     buf_waiter_t *waiters, **waiters_tail;
+    loop_task_t *tasks, **tasks_tail;
+    unsigned task_turn;
 };
 
 extern struct loop *g_loop;
@@ -87,6 +101,11 @@ void loop_buf_release(struct loop *l, unsigned bid);
 /* Queue a recv into the buffer group on fd. */
 void loop_recv(struct loop *l, int fd, loop_op_t *op);
 void loop_wait_buffers(struct loop *l, buf_waiter_t *w);
+
+/* Queues t (once: a queued task is not queued again) for this turn's end. */
+void loop_defer(struct loop *l, loop_task_t *t);
+/* Takes t out of the queue, if it is in; required before freeing its owner. */
+void loop_undefer(struct loop *l, loop_task_t *t);
 
 void timer_init(struct timer *t, timer_cb cb);
 /* Arm or move the timer to fire at now + delay_ms. */

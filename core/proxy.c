@@ -1,55 +1,73 @@
 /*
- * The upstream side of a proxied request: connection (fresh or from the
- * per-worker keepalive pool), request forwarding, response validation and
- * streaming back to the client, retries and passive failure marking.
+ * The upstream side of an exchange (proxy.h).
+ *
+ * Two pumps run at once on an upstream connection. The request pump sends
+ * the head with the body bytes that came with it, then asks the downstream
+ * for more body (read_body), each slice sent straight from the buffer it
+ * arrived in; write_timeout limits each send. The response pump is armed as
+ * soon as the head is submitted: a head that comes early (an upstream that
+ * answers 413 or 401 mid-upload, or streams its answer) goes down at once.
+ * read_timeout runs once the request is sent, and between response reads.
+ *
+ * When the response ends before the request body did, weir stops the body
+ * (stop_body), the connection is not reused (the server and weir no longer
+ * agree where the next message starts), and the downstream closes or lingers
+ * as its protocol requires.
+ *
+ * Memory: the request's memory (its serialised head, the first body slices)
+ * may be read by an upstream send after the downstream let go of the
+ * request, so an upstream connection holds a reference on the request while
+ * it serves it; the reference goes when the connection is released (no send
+ * in flight) or pooled. Response bytes the downstream is still sending when
+ * the upstream connection goes are handed over to the request's arena.
  */
+#include "proxy.h"
+
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include "arena.h"
-#include "http1.h"
+#include "conn.h"
+#include "downstream.h"
+#include "errpage.h"
+#include "h1.h"
+#include "inbuf.h"
 #include "log.h"
 #include "worker.h"
 
 #define RESPONSE_HEAD_MIN_LIMIT (64 * 1024)
+#define UP_SLICES 16
 
-enum up_state {
-    U_CONNECT,
-    U_SEND,      /* sending head and/or body */
-    U_WAIT_BODY, /* waiting for the client's next body bytes */
-    U_READ_HEAD,
-    U_READ_BODY,
-    U_SEND_DOWN, /* waiting for the client side to take what we sent */
-    U_IDLE,      /* in the pool */
-};
+typedef struct upconn upconn_t;
+
+/* The proxy's state for one exchange, in the request's arena (the core's
+ * own context slot, index nmodules). */
+typedef struct proxy_x {
+    weir_str_t head; /* the serialised upstream request head, kept for retries */
+    h1_framing_t up_framing;
+    upconn_t *up;
+} proxy_x_t;
 
 struct upconn {
-    loop_op_t connect_op, send_op, recv_op, poll_op;
-    buf_waiter_t bufwait;
-    int fd;
-    enum up_state state;
+    conn_t *conn;
     weir_upstream_t *u;
     size_t peer;
-    unsigned inflight;
-    unsigned closing : 1, reused : 1, got_bytes : 1, recv_armed : 1, poll_armed : 1,
-        keepalive : 1, body_last : 1;
+    char *pool_key;
+    size_t pool_key_len;
+    weir_request_t *r; /* the exchange served, with a reference; NULL in the pool */
+    unsigned pooled : 1, reused : 1, got_bytes : 1, keepalive : 1, connecting : 1,
+        req_sending : 1, req_done : 1, req_stopped : 1, resp_head : 1, resp_done : 1,
+        reading : 1, down_sending : 1, closing : 1, tunnel : 1, pool_after_send : 1;
     size_t interim_bytes; /* 1xx heads of this response so far: they count
                              toward the head limit, so a 1xx flood is bounded */
-    struct timer timer;
-    client_t *c;
     h1_parser_t parser;
     h1_scan_t scan;
     h1_response_t resp;
     inbuf_t in;
-    sendq_t sq;
-    int send_bid; /* client buffer our pending send reads from */
+    weir_str_t slices[UP_SLICES];
     upconn_t *pnext, *pprev;
 };
 
@@ -62,17 +80,62 @@ static pool_t *pools; /* per upstream index */
 static size_t npools;
 static unsigned long up_fds; /* upstream sockets open in this worker */
 
-static void on_connect(loop_op_t *op, int res, unsigned flags);
-static void on_up_send(loop_op_t *op, int res, unsigned flags);
-static void on_up_recv(loop_op_t *op, int res, unsigned flags);
-static void on_up_poll(loop_op_t *op, int res, unsigned flags);
-static void on_up_timer(struct timer *t);
+static const conn_handler_t exchange_handler;
+static const conn_handler_t pool_handler;
+
 static void up_fail(upconn_t *up, int status, int count_failure, const char *why);
 static void up_fail_errno(upconn_t *up, int status, int count_failure, const char *what, int err);
 static void read_response(upconn_t *up);
-static void connect_peer(client_t *c);
+static void connect_peer(weir_request_t *r);
+static void up_close(upconn_t *up, unsigned how);
+static void request_pump_done(upconn_t *up);
 
-#define UP_FROM(ptr, member) ((upconn_t *)((char *)(ptr) - offsetof(upconn_t, member)))
+static proxy_x_t *px_of(const weir_request_t *r)
+{
+    return (proxy_x_t *)r->ctx[r->cf->nmodules];
+}
+
+static const char *peer_name(const upconn_t *up)
+{
+    return up->u->peers[up->peer].address;
+}
+
+/* ------------------------------------------------------------ attachment */
+
+static void attach(upconn_t *up, weir_request_t *r)
+{
+    up->r = r;
+    request_ref(r);
+    px_of(r)->up = up;
+    conn_set_handler(up->conn, &exchange_handler, up);
+}
+
+/* The exchange lets go of up. While the downstream still sends response
+ * bytes from up's buffers, the request takes them over. */
+static void detach(upconn_t *up)
+{
+    weir_request_t *r = up->r;
+    if (!r)
+        return;
+    proxy_x_t *px = px_of(r);
+    if (px->up == up)
+        px->up = NULL;
+    if (up->down_sending) {
+        conn_hand_over_input(up->conn, r->arena);
+        if (up->in.data && arena_cleanup(r->arena, free, up->in.data) == 0)
+            up->in = (inbuf_t){0};
+        up->down_sending = 0;
+    }
+}
+
+/* The request reference goes once nothing in flight reads the request. */
+static void drop_request(upconn_t *up)
+{
+    weir_request_t *r = up->r;
+    up->r = NULL;
+    if (r)
+        request_free(r);
+}
 
 /* ------------------------------------------------------------------ pool */
 
@@ -86,60 +149,43 @@ static void pool_remove(upconn_t *up)
     if (up->pnext)
         up->pnext->pprev = up->pprev;
     up->pnext = up->pprev = NULL;
+    up->pooled = 0;
     p->n--;
 }
 
-static void up_free(upconn_t *up)
-{
-    timer_detach(g_loop, &up->timer);
-    inbuf_free(&up->in);
-    free(up);
-}
-
-static void up_maybe_free(upconn_t *up)
-{
-    if (up->closing && up->inflight == 0)
-        up_free(up);
-}
-
-static void up_close(upconn_t *up)
+static void up_close(upconn_t *up, unsigned how)
 {
     if (up->closing)
         return;
-    if (up->state == U_IDLE)
+    if (up->pooled)
         pool_remove(up);
     up->closing = 1;
-    timer_cancel(g_loop, &up->timer);
-    if (up->c && up->c->up == up)
-        up->c->up = NULL;
-    up->c = NULL;
-    if (up->fd >= 0) {
-        if (up->inflight) {
-            struct io_uring_sqe *sqe = loop_sqe(g_loop);
-            io_uring_prep_cancel_fd(sqe, up->fd, IORING_ASYNC_CANCEL_ALL);
-            loop_prep_op(sqe, NULL);
-        }
-        struct io_uring_sqe *sqe = loop_sqe(g_loop);
-        io_uring_prep_close(sqe, up->fd);
-        loop_prep_op(sqe, NULL);
-        sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
-        up->fd = -1;
-        up_fds--;
-    }
-    up_maybe_free(up);
+    detach(up);
+    up_fds--;
+    conn_close(up->conn, how);
+}
+
+static void on_up_release(conn_t *c)
+{
+    upconn_t *up = c->owner;
+    drop_request(up);
+    inbuf_free(&up->in);
+    free(up->pool_key);
+    free(up);
 }
 
 static void pool_put(upconn_t *up)
 {
     pool_t *p = &pools[up->u->index];
+    detach(up);
+    drop_request(up);
     if (up->u->keepalive == 0 || p->n >= up->u->keepalive || weir_worker_draining()) {
-        up_close(up);
+        up_close(up, 0);
         return;
     }
-    up->c = NULL;
-    up->state = U_IDLE;
     inbuf_free(&up->in);
-    h1_parser_reset(&up->parser);
+    conn_set_handler(up->conn, &pool_handler, up);
+    up->pooled = 1;
     up->pnext = p->head;
     up->pprev = NULL;
     if (p->head)
@@ -147,73 +193,55 @@ static void pool_put(upconn_t *up)
     p->head = up;
     p->n++;
     /* notice a server that closes the idle connection, so we never send on it */
-    up->poll_armed = 1;
-    up->inflight++;
-    struct io_uring_sqe *sqe = loop_sqe(g_loop);
-    io_uring_prep_poll_add(sqe, up->fd, POLLIN | POLLRDHUP);
-    loop_prep_op(sqe, &up->poll_op);
-    timer_after(g_loop, &up->timer, up->u->idle_timeout);
+    conn_watch(up->conn);
+    conn_timer(up->conn, CONN_TIMER_READ, up->u->idle_timeout);
 }
 
-static upconn_t *pool_get(weir_upstream_t *u, size_t peer)
+static int same_key(const upconn_t *up, weir_str_t key)
+{
+    return up->pool_key_len == key.len && (!key.len || memcmp(up->pool_key, key.data, key.len) == 0);
+}
+
+static upconn_t *pool_get(weir_upstream_t *u, size_t peer, weir_str_t key)
 {
     pool_t *p = &pools[u->index];
     for (upconn_t *up = p->head; up; up = up->pnext) {
-        if (up->peer != peer)
+        if (up->peer != peer || !same_key(up, key))
             continue;
         pool_remove(up);
-        if (up->poll_armed) {
-            struct io_uring_sqe *sqe = loop_sqe(g_loop);
-            io_uring_prep_poll_remove(sqe, (__u64)(uintptr_t)&up->poll_op);
-            loop_prep_op(sqe, NULL);
-        }
+        conn_unwatch(up->conn);
+        conn_timer(up->conn, CONN_TIMER_READ, 0);
         up->reused = 1;
         return up;
     }
     return NULL;
 }
 
-static void on_up_poll(loop_op_t *op, int res, unsigned flags)
+/* Readable while idle means EOF or unsolicited bytes: either way unusable;
+ * a close is the server's right, bytes are a fault. */
+static void on_pool_event(conn_t *c, long n, const char *data)
 {
-    (void)flags;
-    upconn_t *up = UP_FROM(op, poll_op);
-    up->inflight--;
-    up->poll_armed = 0;
-    if (up->closing) {
-        up_maybe_free(up);
-        return;
-    }
-    /* readable while idle means EOF or unsolicited bytes: either way
-     * unusable; a close is the server's right, bytes are a fault */
-    if (res > 0 && up->state == U_IDLE) {
-        char b;
-        if (recv(up->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
-            log_warn("upstream %s (%s): bytes on an idle keepalive connection (after the end "
-                     "of a response); closing it",
-                     up->u->name, up->u->peers[up->peer].address);
-        up_close(up);
-    }
+    (void)n, (void)data;
+    upconn_t *up = c->owner;
+    char b;
+    if (recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
+        log_warn("upstream %s (%s): bytes on an idle keepalive connection (after the end "
+                 "of a response); closing it",
+                 up->u->name, peer_name(up));
+    up_close(up, CONN_ABORT);
 }
 
-/* ------------------------------------------------------------ connecting */
-
-static upconn_t *up_new(weir_upstream_t *u, size_t peer)
+static void on_pool_timeout(conn_t *c, int which)
 {
-    upconn_t *up = calloc(1, sizeof(*up));
-    if (!up)
-        return NULL;
-    up->fd = -1;
-    up->u = u;
-    up->peer = peer;
-    up->send_bid = -1;
-    up->connect_op.cb = on_connect;
-    up->send_op.cb = on_up_send;
-    up->recv_op.cb = on_up_recv;
-    up->poll_op.cb = on_up_poll;
-    timer_init(&up->timer, on_up_timer);
-    h1_parser_init(&up->parser);
-    return up;
+    (void)which;
+    up_close(c->owner, 0);
 }
+
+static const conn_handler_t pool_handler = {
+    .read = on_pool_event,
+    .timeout = on_pool_timeout,
+    .release = on_up_release,
+};
 
 /* Near the fd limit an idle pooled connection gives way to the one a client
  * is waiting for (the oldest of the first pool that has one): the worker
@@ -229,51 +257,83 @@ static void pool_make_fd_room(void)
             continue;
         while (oldest->pnext)
             oldest = oldest->pnext;
-        up_close(oldest);
+        up_close(oldest, CONN_ABORT);
         return;
     }
 }
 
-static int up_connect(upconn_t *up)
+/* ------------------------------------------------------------ connecting */
+
+/* Modules' upstream_connect hooks (1.3), in modules: order. */
+static int run_connect_hooks(weir_request_t *r, conn_t *c)
 {
-    const peer_t *p = &up->u->peers[up->peer];
-    const struct sockaddr *sa = (const struct sockaddr *)&p->addr.ss;
-    pool_make_fd_room();
-    up->fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (up->fd < 0)
-        return -errno;
-    up_fds++;
-    if (sa->sa_family != AF_UNIX) {
-        int one = 1;
-        setsockopt(up->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    const weir_conf_t *cf = r->cf;
+    for (size_t i = 0; i < cf->nmodules; i++) {
+        const weir_module_t *m = cf->modules[i].desc;
+        if (m->struct_size < offsetof(weir_module_t, upstream_connect) + sizeof(void *) ||
+            !m->upstream_connect)
+            continue;
+        if (m->upstream_connect(r, c) < 0) {
+            log_error("module %s: upstream_connect failed", m->name);
+            return -1;
+        }
     }
-    up->state = U_CONNECT;
-    up->inflight++;
-    struct io_uring_sqe *sqe = loop_sqe(g_loop);
-    io_uring_prep_connect(sqe, up->fd, sa, p->addr.len);
-    loop_prep_op(sqe, &up->connect_op);
-    timer_after(g_loop, &up->timer, up->u->connect_timeout);
     return 0;
+}
+
+static upconn_t *up_new(weir_request_t *r, size_t peer, int *err)
+{
+    weir_upstream_t *u = r->upstream;
+    const peer_t *p = &u->peers[peer];
+    upconn_t *up = calloc(1, sizeof(*up));
+    if (!up) {
+        *err = ENOMEM;
+        return NULL;
+    }
+    pool_make_fd_room();
+    up->conn = conn_socket(p->addr.ss.ss_family, r->cf);
+    if (!up->conn) {
+        *err = errno;
+        free(up);
+        return NULL;
+    }
+    up_fds++;
+    up->u = u;
+    up->peer = peer;
+    if (r->pool_key.len) {
+        up->pool_key = malloc(r->pool_key.len);
+        if (up->pool_key) {
+            memcpy(up->pool_key, r->pool_key.data, r->pool_key.len);
+            up->pool_key_len = r->pool_key.len;
+        }
+    }
+    h1_parser_init(&up->parser);
+    return up;
 }
 
 static void send_request(upconn_t *up);
 
-static void on_connect(loop_op_t *op, int res, unsigned flags)
+static void handshake_done(conn_t *c, int ok)
 {
-    (void)flags;
-    upconn_t *up = UP_FROM(op, connect_op);
-    up->inflight--;
-    if (up->closing) {
-        up_maybe_free(up);
+    upconn_t *up = c->owner;
+    if (!ok) {
+        up_fail(up, 502, 1, "upstream transport handshake failed");
         return;
     }
+    if (up->r)
+        up->r->connect_us = now_us();
+    send_request(up);
+}
+
+static void on_connected(conn_t *c, int res)
+{
+    upconn_t *up = c->owner;
+    up->connecting = 0;
     if (res < 0) {
         up_fail_errno(up, 502, 1, "connect() failed", -res);
         return;
     }
-    if (up->c)
-        up->c->r->connect_us = now_us();
-    send_request(up);
+    conn_handshake(c, up->u->connect_timeout, handshake_done);
 }
 
 /* ----------------------------------------------------------- request side */
@@ -287,126 +347,144 @@ static int is_idempotent(weir_str_t m)
     return 0;
 }
 
-/* The serialised upstream request head lives in the core's own context slot
- * (index nmodules), so retries resend it without serialising again. */
-static weir_str_t *upstream_head(weir_request_t *r)
+/* Body slices, framed for the upstream, onto the connection's queue. */
+static int queue_body(upconn_t *up, wireq_t *q, const weir_str_t *s, size_t n, int last)
 {
-    return (weir_str_t *)r->ctx[r->cf->nmodules];
+    int chunked = px_of(up->r)->up_framing == H1_FRAMING_CHUNKED;
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!s[i].len)
+            continue;
+        if (chunked) {
+            char line[20];
+            rc |= wq_copy(q, line, h1_chunk_header(line, s[i].len));
+        }
+        rc |= wq_add(q, s[i].data, s[i].len);
+        if (chunked)
+            rc |= wq_add(q, H1_CRLF, 2);
+    }
+    if (last && chunked)
+        rc |= wq_add(q, H1_LAST_CHUNK, 5);
+    return rc;
 }
 
 static void up_send(upconn_t *up)
 {
-    up->state = U_SEND;
-    up->inflight++;
-    timer_after(g_loop, &up->timer, up->u->write_timeout);
-    sendq_submit(&up->sq, up->fd, &up->send_op);
+    up->req_sending = 1;
+    conn_timer(up->conn, CONN_TIMER_WRITE, up->u->write_timeout);
+    conn_send(up->conn);
 }
 
-/* Head plus the body bytes that came with it; the same on every retry. */
+/* Head plus the body bytes that came with it; the same on every retry. The
+ * response is read from now on. */
 static void send_request(upconn_t *up)
 {
-    client_t *c = up->c;
-    weir_request_t *r = c->r;
-    weir_str_t *head = upstream_head(r);
-    sendq_reset(&up->sq);
-    sendq_add(&up->sq, head->data, head->len);
-    int chunked = c->up_framing == H1_FRAMING_CHUNKED;
-    sendq_add_body(&up->sq, c->body0, c->nbody0, chunked);
-    up->body_last = c->body_done;
-    if (c->body_done && chunked)
-        sendq_add(&up->sq, H1_LAST_CHUNK, 5);
+    weir_request_t *r = up->r;
+    proxy_x_t *px = px_of(r);
+    wireq_t *q = conn_wq(up->conn);
+    if (!q || wq_add(q, px->head.data, px->head.len) < 0 ||
+        queue_body(up, q, r->body.first, r->body.nfirst, r->body.done) < 0) {
+        up_fail(up, 502, 0, "out of memory for the request");
+        return;
+    }
+    up->req_done = 0;
+    up_send(up);
+    read_response(up);
+}
+
+/* The downstream delivered request body slices (the sink). */
+static void body_sink(weir_request_t *r, const weir_str_t *s, size_t n, int last)
+{
+    upconn_t *up = px_of(r)->up;
+    if (!up || up->req_stopped) {
+        r->ds->stop_body(r);
+        return;
+    }
+    wireq_t *q = conn_wq(up->conn);
+    if (!q || queue_body(up, q, s, n, last) < 0) {
+        up_fail(up, 502, 0, "out of memory for the request body");
+        return;
+    }
+    (void)last; /* r->body.done says it */
     up_send(up);
 }
 
-void proxy_forward_body(client_t *c, const weir_str_t *s, size_t n, int bid, int last)
+static void on_up_sent(conn_t *c, int res)
 {
-    upconn_t *up = c->up;
-    if (!up) {
-        if (bid >= 0)
-            loop_buf_release(g_loop, (unsigned)bid);
-        return;
-    }
-    int chunked = c->up_framing == H1_FRAMING_CHUNKED;
-    sendq_reset(&up->sq);
-    sendq_add_body(&up->sq, s, n, chunked);
-    if (last && chunked)
-        sendq_add(&up->sq, H1_LAST_CHUNK, 5);
-    up->body_last = last;
-    if (up->sq.left == 0) {
-        if (bid >= 0)
-            loop_buf_release(g_loop, (unsigned)bid);
-        if (last)
-            read_response(up);
-        else
-            client_read_body(c);
-        return;
-    }
-    client_arm_timer(c, 0);
-    up->send_bid = bid;
-    up_send(up);
-}
-
-static void on_up_send(loop_op_t *op, int res, unsigned flags)
-{
-    (void)flags;
-    upconn_t *up = UP_FROM(op, send_op);
-    up->inflight--;
-    if (up->send_bid >= 0) {
-        loop_buf_release(g_loop, (unsigned)up->send_bid);
-        up->send_bid = -1;
-    }
-    if (up->closing) {
-        up_maybe_free(up);
-        return;
-    }
+    upconn_t *up = c->owner;
+    weir_request_t *r = up->r;
+    up->req_sending = 0;
+    conn_timer(c, CONN_TIMER_WRITE, 0);
     if (res < 0) {
+        if (up->pool_after_send) {
+            up->pool_after_send = 0;
+            up_close(up, CONN_ABORT);
+            return;
+        }
+        if (up->resp_head) {
+            /* the upstream answered and stopped reading: the body is over */
+            up->keepalive = 0;
+            up->req_stopped = 1;
+            r->ds->stop_body(r);
+            return;
+        }
         up_fail_errno(up, 502, 0, "send failed", -res);
         return;
     }
-    if (!sendq_advance(&up->sq, (size_t)res)) {
-        up_send(up);
+    if (up->pool_after_send) { /* the response ended first; the request is sent now */
+        up->pool_after_send = 0;
+        pool_put(up);
         return;
     }
-    if (!up->body_last) {
-        up->state = U_WAIT_BODY;
-        timer_cancel(g_loop, &up->timer);
-        client_read_body(up->c);
+    if (up->req_stopped)
+        return;
+    if (!r->body.done) {
+        r->ds->read_body(r); /* the sink sends what comes */
         return;
     }
-    read_response(up);
+    request_pump_done(up);
+}
+
+static void request_pump_done(upconn_t *up)
+{
+    up->req_done = 1;
+    if (!up->resp_head && up->reading)
+        conn_timer(up->conn, CONN_TIMER_READ, up->u->read_timeout);
 }
 
 /* -------------------------------------------------------- response side */
 
-static void arm_up_recv(upconn_t *up)
+static void arm_up_read(upconn_t *up)
 {
-    up->recv_armed = 1;
-    up->inflight++;
-    timer_after(g_loop, &up->timer, up->u->read_timeout);
-    loop_recv(g_loop, up->fd, &up->recv_op);
+    up->reading = 1;
+    if (up->req_done || up->resp_head)
+        conn_timer(up->conn, CONN_TIMER_READ, up->u->read_timeout);
+    conn_read(up->conn);
 }
 
 static void read_response(upconn_t *up)
 {
-    up->state = U_READ_HEAD;
     up->interim_bytes = 0;
+    up->resp_head = up->resp_done = 0;
     h1_scan_init(&up->scan);
-    arm_up_recv(up);
+    h1_parser_reset(&up->parser);
+    arm_up_read(up);
 }
 
 /* The response head limit: max_header_size, at least 64 KiB (upstream heads
  * are not the client's to size), less the 1xx heads already read. */
 static size_t head_limit(const upconn_t *up)
 {
-    size_t limit = up->c->listener->limits.max_header_size;
+    size_t limit = up->r->listener->limits.max_header_size;
     if (limit < RESPONSE_HEAD_MIN_LIMIT)
         limit = RESPONSE_HEAD_MIN_LIMIT;
     return up->interim_bytes < limit ? limit - up->interim_bytes : 0;
 }
 
+static void head_complete(upconn_t *up, size_t head_len);
+
 /* Scans what up->in holds of the response head: 0 when more is needed,
  * else the head is complete (handled) or the response failed. */
-static void head_complete(upconn_t *up, size_t head_len);
 static int scan_response_head(upconn_t *up)
 {
     size_t limit = head_limit(up);
@@ -427,42 +505,40 @@ static int up_append(upconn_t *up, const char *p, size_t n)
     return inbuf_append(&up->in, p, n, 4096);
 }
 
-static void response_done(client_t *c, upconn_t *up)
+/* The exchange is over on this side: pool or close the connection, stop a
+ * request body that is still coming, let the downstream finish. */
+static void response_done(upconn_t *up)
 {
-    c->r->response_us = now_us();
-    int reusable = up->keepalive && up->parser.done && c->body_done;
-    proxy_detach(c, reusable);
-    client_finish_request(c);
-}
-
-static void stream_more(client_t *c);
-
-/* Appends response body slices, framed for the client, to its send queue. */
-static void queue_body(client_t *c, const weir_str_t *s, size_t n, int done)
-{
-    int chunked = c->down_framing == H1_FRAMING_CHUNKED;
-    sendq_add_body(c->sq, s, n, chunked);
-    for (size_t i = 0; i < n; i++)
-        c->r->body_bytes_sent += s[i].len;
-    if (done && chunked)
-        sendq_add(c->sq, H1_LAST_CHUNK, 5);
-}
-
-static void send_body_slices(client_t *c, upconn_t *up, const weir_str_t *s, size_t n, int done,
-                             int bid)
-{
-    sendq_reset(c->sq);
-    queue_body(c, s, n, done);
-    up->state = U_SEND_DOWN;
-    timer_cancel(g_loop, &up->timer);
-    if (c->sq->left == 0) {
-        if (bid >= 0)
-            loop_buf_release(g_loop, (unsigned)bid);
-        proxy_response_sent(c);
-        return;
+    weir_request_t *r = up->r;
+    r->response_us = now_us();
+    /* the client's body is not all read, or not all sent: the server and
+     * weir no longer agree where the next message starts */
+    int body_cut = !r->body.done || up->req_stopped;
+    if (body_cut) {
+        up->req_stopped = 1;
+        r->ds->stop_body(r);
     }
-    c->send_bid = bid;
-    client_send(c, proxy_response_sent);
+    if (up->keepalive && up->parser.done && !body_cut) {
+        if (up->req_sending)
+            up->pool_after_send = 1; /* its last bytes are in flight */
+        else
+            pool_put(up);
+    } else {
+        up_close(up, body_cut ? CONN_ABORT : 0);
+    }
+    r->ds->finish(r);
+}
+
+static void response_sent(weir_request_t *r);
+
+/* Response body slices down to the client, from the buffer they are in. */
+static void send_down(upconn_t *up, size_t n, int done)
+{
+    weir_request_t *r = up->r;
+    up->resp_done = done;
+    up->down_sending = 1;
+    conn_timer(up->conn, CONN_TIMER_READ, 0);
+    r->ds->send_body(r, up->slices, n, done, response_sent);
 }
 
 /* Bytes after the end of the response are dropped and the connection is
@@ -472,19 +548,19 @@ static void beyond_body(upconn_t *up, size_t n)
 {
     log_warn("upstream %s (%s): %zu bytes beyond the end of the response dropped; the "
              "connection is not reused",
-             up->u->name, up->u->peers[up->peer].address, n);
+             up->u->name, peer_name(up), n);
     up->keepalive = 0;
 }
 
 /* Decodes response body bytes waiting in up->in (what came with the head,
- * or was left over) into s[SENDQ_SLICES]. -1 after logging invalid framing. */
-static int feed_inbuf(upconn_t *up, weir_str_t *s, size_t *ns, int *done)
+ * or was left over) into up->slices. -1 after logging invalid framing. */
+static int feed_inbuf(upconn_t *up, size_t *ns, int *done)
 {
-    ssize_t k = h1_body_feed(&up->parser, up->in.data + up->in.off, up->in.len - up->in.off, s,
-                             SENDQ_SLICES, ns, done);
+    ssize_t k = h1_body_feed(&up->parser, up->in.data + up->in.off, up->in.len - up->in.off,
+                             up->slices, UP_SLICES, ns, done);
     if (k < 0) {
         log_error("upstream %s (%s): invalid response body framing", up->u->name,
-                  up->u->peers[up->peer].address);
+                  peer_name(up));
         up->keepalive = 0;
         return -1;
     }
@@ -494,113 +570,89 @@ static int feed_inbuf(upconn_t *up, weir_str_t *s, size_t *ns, int *done)
     return 0;
 }
 
-static void feed_buffered(client_t *c, upconn_t *up)
+static void abort_exchange(upconn_t *up)
 {
-    weir_str_t s[SENDQ_SLICES];
-    size_t ns = 0;
-    int done = 0;
-    if (feed_inbuf(up, s, &ns, &done) < 0) {
-        client_abort(c);
-        return;
-    }
-    send_body_slices(c, up, s, ns, done, -1);
+    weir_request_t *r = up->r;
+    up->keepalive = 0;
+    up_close(up, CONN_ABORT);
+    r->ds->abort(r);
 }
 
-void proxy_response_sent(client_t *c)
+static void stream_more(upconn_t *up)
 {
-    upconn_t *up = c->up;
-    if (!up) {
-        client_abort(c);
-        return;
-    }
-    if (up->parser.done) {
-        response_done(c, up);
-        return;
-    }
-    stream_more(c);
-}
-
-static void stream_more(client_t *c)
-{
-    upconn_t *up = c->up;
-    c->state = C_RESPONSE;
-    client_arm_timer(c, 0);
     if (up->in.off < up->in.len) {
-        feed_buffered(c, up);
+        size_t ns = 0;
+        int done = 0;
+        if (feed_inbuf(up, &ns, &done) < 0) {
+            abort_exchange(up);
+            return;
+        }
+        send_down(up, ns, done);
         return;
     }
-    up->state = U_READ_BODY;
-    arm_up_recv(up);
+    arm_up_read(up);
+}
+
+static void response_sent(weir_request_t *r)
+{
+    upconn_t *up = px_of(r)->up;
+    if (!up) { /* the upstream side went while the send was in flight */
+        r->ds->abort(r);
+        return;
+    }
+    up->down_sending = 0;
+    conn_read_done(up->conn);
+    if (up->resp_done) {
+        response_done(up);
+        return;
+    }
+    stream_more(up);
 }
 
 static void send_response_head(weir_request_t *r)
 {
-    client_t *c = r->client;
-    upconn_t *up = c->up;
+    upconn_t *up = px_of(r)->up;
     if (!up) {
-        client_abort(c);
+        r->ds->abort(r);
         return;
     }
     const h1_response_t *resp = &up->resp;
-    h1_framing_t down = resp->framing;
-    uint64_t clen = resp->content_length;
-    int keep = client_may_keep(c, r);
-    if (down == H1_FRAMING_NONE && resp->has_content_length && r->status != 204) {
+    response_start_t rs = {.reason = resp->reason, .advertised = -1};
+    if (resp->framing == H1_FRAMING_NONE) {
         /* HEAD/304: echo the length, send no body; a 204 has no
          * Content-Length at all (RFC 9110 §8.6) */
-        down = H1_FRAMING_LENGTH;
-    } else if (down == H1_FRAMING_CHUNKED || down == H1_FRAMING_CLOSE) {
-        if (r->version == 10) {
-            down = H1_FRAMING_CLOSE;
-            keep = 0;
-        } else {
-            down = H1_FRAMING_CHUNKED;
-        }
+        rs.body = BODY_NONE;
+        if (resp->has_content_length && r->status != 204)
+            rs.advertised = (int64_t)resp->content_length;
+    } else if (resp->framing == H1_FRAMING_LENGTH) {
+        rs.body = BODY_LENGTH;
+        rs.length = resp->content_length;
+    } else {
+        rs.body = BODY_STREAM;
     }
-    c->down_framing = down;
-    c->down_keepalive = keep;
-    int version = r->version == 10 ? 10 : 11;
-    size_t hsz = h1_response_size(version, r->status, resp->reason, &r->resp_headers, down, clen,
-                                  keep);
-    char *head = arena_alloc_raw(r->arena, hsz + 1);
-    if (!head) {
-        client_abort(c);
-        return;
-    }
-    ssize_t n = h1_serialize_response(head, hsz + 1, version, r->status, resp->reason,
-                                      &r->resp_headers, down, clen, keep);
-    if (n < 0) {
-        log_error("cannot serialise the response head (a module set an invalid header?)");
+    if (r->ds->start_response(r, &rs) < 0) {
+        up->keepalive = 0;
+        up_close(up, CONN_ABORT);
         weir_respond(r, 502, (weir_str_t){0});
-        client_send_answer(r);
+        errpage_send(r);
         return;
     }
-    if (resp->framing == H1_FRAMING_NONE)
-        c->down_framing = H1_FRAMING_NONE;
-    sendq_reset(c->sq);
-    sendq_add(c->sq, head, (size_t)n);
-    c->head_sent = 1;
-    c->state = C_RESPONSE;
     /* body bytes that arrived with the head go out with it (framing NONE is
      * done at once, which also marks the upstream message complete) */
-    weir_str_t s[SENDQ_SLICES];
     size_t ns = 0;
     int done = 0;
-    if (feed_inbuf(up, s, &ns, &done) < 0) {
+    if (feed_inbuf(up, &ns, &done) < 0) {
+        up_close(up, CONN_ABORT);
         weir_respond(r, 502, (weir_str_t){0}); /* nothing was sent yet */
-        c->head_sent = 0;
-        client_send_answer(r);
+        errpage_send(r);
         return;
     }
-    queue_body(c, s, ns, done);
-    up->state = U_SEND_DOWN;
-    client_send(c, proxy_response_sent);
+    send_down(up, ns, done);
 }
 
 static void head_complete(upconn_t *up, size_t head_len)
 {
-    client_t *c = up->c;
-    weir_request_t *r = c->r;
+    weir_request_t *r = up->r;
     int is_head = r->method.len == 4 && memcmp(r->method.data, "HEAD", 4) == 0;
     /* The request owns the bytes its response head points into: the reason
      * and r->resp_headers outlive the upstream's buffer, which goes back to
@@ -623,20 +675,18 @@ static void head_complete(upconn_t *up, size_t head_len)
         up->interim_bytes += head_len;
         h1_parser_reset(&up->parser);
         h1_scan_init(&up->scan);
-        size_t rest = up->in.len - up->in.off;
-        memmove(up->in.data, up->in.data + up->in.off, rest);
-        up->in.len = rest;
-        up->in.off = 0;
-        if (!rest || !scan_response_head(up))
-            arm_up_recv(up);
+        inbuf_compact(&up->in);
+        if (!up->in.len || !scan_response_head(up))
+            arm_up_read(up);
         return;
     }
     if (up->resp.status == 101) {
         up_fail(up, 502, 0, "unsolicited 101 Switching Protocols");
         return;
     }
+    up->resp_head = 1;
     up->keepalive = up->resp.keepalive;
-    timer_cancel(g_loop, &up->timer);
+    conn_timer(up->conn, CONN_TIMER_READ, 0);
     peer_report(up->u, up->peer, 1);
     r->status = up->resp.status;
     r->upstream_status = up->resp.status;
@@ -647,46 +697,12 @@ static void head_complete(upconn_t *up, size_t head_len)
                        send_response_head);
 }
 
-static void up_retry_nobuf(buf_waiter_t *w)
+static void on_up_read(conn_t *c, long res, const char *data)
 {
-    upconn_t *up = (upconn_t *)((char *)w - offsetof(upconn_t, bufwait));
-    up->inflight--;
-    if (up->closing) {
-        up_maybe_free(up);
-        return;
-    }
-    up->recv_armed = 1;
-    up->inflight++;
-    loop_recv(g_loop, up->fd, &up->recv_op);
-}
-
-static void on_up_recv(loop_op_t *op, int res, unsigned flags)
-{
-    upconn_t *up = UP_FROM(op, recv_op);
-    up->inflight--;
-    up->recv_armed = 0;
-    int bid = (flags & IORING_CQE_F_BUFFER) ? (int)(flags >> IORING_CQE_BUFFER_SHIFT) : -1;
-    if (up->closing || !up->c) {
-        if (bid >= 0)
-            loop_buf_release(g_loop, (unsigned)bid);
-        if (up->closing)
-            up_maybe_free(up);
-        else
-            up_close(up); /* may free up */
-        return;
-    }
-    if (res == -ENOBUFS) {
-        /* pool exhausted: wait for a buffer; the read timer keeps running */
-        up->inflight++;
-        up->bufwait.fn = up_retry_nobuf;
-        loop_wait_buffers(g_loop, &up->bufwait);
-        return;
-    }
-    client_t *c = up->c;
+    upconn_t *up = c->owner;
+    up->reading = 0;
     if (res <= 0) {
-        if (bid >= 0)
-            loop_buf_release(g_loop, (unsigned)bid);
-        if (up->state == U_READ_HEAD) {
+        if (!up->resp_head) {
             if (!up->got_bytes && up->reused) {
                 up_fail(up, 502, 0, "keepalive connection closed by upstream");
                 return;
@@ -699,40 +715,35 @@ static void on_up_recv(loop_op_t *op, int res, unsigned flags)
         /* in the body */
         if (res == 0 && h1_body_eof(&up->parser)) {
             up->keepalive = 0;
-            send_body_slices(c, up, NULL, 0, 1, -1);
+            send_down(up, 0, 1);
             return;
         }
         log_error("upstream %s (%s): response cut short (%s); aborting the client connection",
-                  up->u->name, up->u->peers[up->peer].address,
-                  res == 0 ? "closed" : strerror(-res));
-        up->keepalive = 0;
-        client_abort(c);
+                  up->u->name, peer_name(up), res == 0 ? "closed" : strerror((int)-res));
+        abort_exchange(up);
         return;
     }
     up->got_bytes = 1;
-    const char *data = loop_buf(g_loop, (unsigned)bid);
-    if (up->state == U_READ_HEAD) {
+    if (!up->resp_head) {
         int rc = up_append(up, data, (size_t)res);
-        loop_buf_release(g_loop, (unsigned)bid);
+        conn_read_done(c);
         if (rc < 0) {
             up_fail(up, 502, 0, "out of memory");
             return;
         }
         if (!scan_response_head(up))
-            arm_up_recv(up);
+            arm_up_read(up);
         return;
     }
     /* response body: decode in place, send from the same buffer */
-    weir_str_t s[SENDQ_SLICES];
     size_t ns = 0;
     int done = 0;
-    ssize_t k = h1_body_feed(&up->parser, data, (size_t)res, s, SENDQ_SLICES, &ns, &done);
+    ssize_t k = h1_body_feed(&up->parser, data, (size_t)res, up->slices, UP_SLICES, &ns, &done);
     if (k < 0) {
-        loop_buf_release(g_loop, (unsigned)bid);
+        conn_read_done(c);
         log_error("upstream %s (%s): invalid response body framing; aborting the client",
-                  up->u->name, up->u->peers[up->peer].address);
-        up->keepalive = 0;
-        client_abort(c);
+                  up->u->name, peer_name(up));
+        abort_exchange(up);
         return;
     }
     if ((size_t)k < (size_t)res) {
@@ -742,21 +753,20 @@ static void on_up_recv(loop_op_t *op, int res, unsigned flags)
             /* slice array full: keep the rest for the next round */
             up->in.len = up->in.off = 0;
             if (up_append(up, data + k, (size_t)res - (size_t)k) < 0) {
-                loop_buf_release(g_loop, (unsigned)bid);
-                client_abort(c);
+                conn_read_done(c);
+                abort_exchange(up);
                 return;
             }
         }
     }
-    send_body_slices(c, up, s, ns, done, bid);
+    send_down(up, ns, done);
 }
 
 /* -------------------------------------------------------------- failures */
 
-static int retry_allowed(client_t *c)
+static int retry_allowed(const weir_request_t *r)
 {
-    weir_request_t *r = c->r;
-    return c->body_retained && is_idempotent(r->method) &&
+    return r->body.retained && is_idempotent(r->method) &&
            (long)r->tries <= r->upstream->retries;
 }
 
@@ -765,35 +775,36 @@ static int retry_allowed(client_t *c)
  * accepted the connection and then misbehaved answers 502/504 but stays up. */
 static void up_fail(upconn_t *up, int status, int count_failure, const char *why)
 {
-    client_t *c = up->c;
+    weir_request_t *r = up->r;
     weir_upstream_t *u = up->u;
     size_t peer = up->peer;
-    int stale = up->reused && !up->got_bytes && status == 502 && up->state != U_CONNECT;
-    log_error("upstream %s (%s): %s", u->name, u->peers[peer].address, why);
+    int stale = up->reused && !up->got_bytes && status == 502 && !up->connecting;
+    log_error("upstream %s (%s): %s", u->name, peer_name(up), why);
     if (count_failure)
         peer_report(u, peer, 0);
-    up_close(up);
-    if (!c || c->closing)
+    int head_sent = r && r->ds->head_sent(r);
+    up->keepalive = 0;
+    up_close(up, CONN_ABORT);
+    if (!r)
         return;
-    if (c->head_sent) {
-        client_abort(c);
+    if (head_sent || up->resp_head) {
+        r->ds->abort(r);
         return;
     }
-    weir_request_t *r = c->r;
-    if (stale && c->body_retained) {
+    if (stale && r->body.retained) {
         /* the server closed a pooled connection as we reused it: same peer,
          * fresh connection, not counted as a try */
         r->peer = (int)peer;
-        connect_peer(c);
+        connect_peer(r);
         return;
     }
-    if (retry_allowed(c) && request_pick_peer(r) >= 0) {
+    if (retry_allowed(r) && request_pick_peer(r) >= 0) {
         log_info("retrying on %s", r->upstream_addr);
-        connect_peer(c);
+        connect_peer(r);
         return;
     }
     weir_respond(r, status, (weir_str_t){0});
-    client_send_answer(r);
+    errpage_send(r);
 }
 
 static void up_fail_errno(upconn_t *up, int status, int count_failure, const char *what, int err)
@@ -803,88 +814,98 @@ static void up_fail_errno(upconn_t *up, int status, int count_failure, const cha
     up_fail(up, status, count_failure, why);
 }
 
-static void on_up_timer(struct timer *t)
+static void on_up_timeout(conn_t *c, int which)
 {
-    upconn_t *up = UP_FROM(t, timer);
-    switch (up->state) {
-    case U_IDLE:
-        up_close(up);
-        return;
-    case U_CONNECT:
-        up_fail(up, 504, 1, "connect_timeout");
-        return;
-    case U_SEND:
+    upconn_t *up = c->owner;
+    if (which == CONN_TIMER_WRITE) {
+        if (up->connecting || c->handshaking) {
+            up_fail(up, 504, 1, "connect_timeout");
+            return;
+        }
+        if (up->resp_head) {
+            log_error("upstream %s (%s): write_timeout in the request body while the response "
+                      "streams; aborting the client",
+                      up->u->name, peer_name(up));
+            abort_exchange(up);
+            return;
+        }
         up_fail(up, 504, 0, "write_timeout");
         return;
-    case U_READ_HEAD:
+    }
+    if (!up->resp_head) {
         up_fail(up, 504, 0, "read_timeout waiting for the response head");
         return;
-    case U_READ_BODY:
-        log_error("upstream %s (%s): read_timeout in the response body; aborting the client",
-                  up->u->name, up->u->peers[up->peer].address);
-        if (up->c)
-            client_abort(up->c);
-        else
-            up_close(up);
-        return;
-    default:
-        return;
     }
+    log_error("upstream %s (%s): read_timeout in the response body; aborting the client",
+              up->u->name, peer_name(up));
+    abort_exchange(up);
 }
+
+static const conn_handler_t exchange_handler = {
+    .connected = on_connected,
+    .read = on_up_read,
+    .sent = on_up_sent,
+    .timeout = on_up_timeout,
+    .release = on_up_release,
+};
 
 /* ---------------------------------------------------------------- entry */
 
-void proxy_detach(client_t *c, int reusable)
+void proxy_cancel(weir_request_t *r)
 {
-    upconn_t *up = c->up;
-    if (!up)
+    proxy_x_t *px = r->ctx ? px_of(r) : NULL;
+    if (!px || !px->up)
         return;
-    c->up = NULL;
-    up->c = NULL;
-    if (reusable && !up->closing) {
-        pool_put(up);
-        return;
-    }
-    /* a client send in flight may be reading body bytes from up->in: the
-     * request keeps them until it is freed (end_request) */
-    if (c->send_armed && up->in.data && c->r &&
-        arena_cleanup(c->r->arena, free, up->in.data) == 0)
-        up->in = (inbuf_t){0};
-    up_close(up);
+    upconn_t *up = px->up;
+    up->keepalive = 0;
+    up_close(up, CONN_ABORT);
 }
 
-static void connect_peer(client_t *c)
+void proxy_answer(weir_request_t *r)
 {
-    weir_request_t *r = c->r;
+    proxy_cancel(r);
+    errpage_send(r);
+}
+
+static void connect_peer(weir_request_t *r)
+{
     weir_upstream_t *u = r->upstream;
     size_t peer = (size_t)r->peer;
-    upconn_t *up = pool_get(u, peer);
+    upconn_t *up = pool_get(u, peer, r->pool_key);
     if (up) {
-        up->c = c;
-        c->up = up;
+        attach(up, r);
         up->got_bytes = 0;
+        up->req_stopped = 0;
         if (!r->connect_us)
             r->connect_us = now_us();
         send_request(up);
         return;
     }
-    up = up_new(u, peer);
+    int err = 0;
+    up = up_new(r, peer, &err);
     if (!up) {
+        log_error("upstream %s (%s): socket() failed: %s", u->name, u->peers[peer].address,
+                  strerror(err));
         weir_respond(r, 502, (weir_str_t){0});
-        client_send_answer(r);
+        errpage_send(r);
         return;
     }
-    up->c = c;
-    c->up = up;
-    int rc = up_connect(up);
-    if (rc < 0)
-        up_fail_errno(up, 502, 0, "socket() failed", -rc);
+    attach(up, r);
+    if (run_connect_hooks(r, up->conn) < 0) {
+        up_fail(up, 502, 0, "a module refused the upstream connection");
+        return;
+    }
+    const peer_t *p = &u->peers[peer];
+    up->connecting = 1;
+    conn_timer(up->conn, CONN_TIMER_WRITE, u->connect_timeout);
+    conn_connect(up->conn, (const struct sockaddr *)&p->addr.ss, p->addr.len);
 }
 
 int proxy_init(const weir_conf_t *cf)
 {
     pools = calloc(cf->nupstreams + 1, sizeof(pool_t));
     npools = cf->nupstreams;
+    request_on_answer = proxy_answer;
     return pools ? 0 : -1;
 }
 
@@ -906,29 +927,34 @@ static weir_str_t upstream_host(const weir_request_t *r)
 
 void proxy_start(weir_request_t *r)
 {
-    client_t *c = r->client;
-    c->sq = arena_alloc(r->arena, sizeof(sendq_t));
-    c->up_framing = c->req.framing;
+    proxy_x_t *px = arena_alloc(r->arena, sizeof(*px));
+    if (!px) {
+        weir_respond(r, 500, (weir_str_t){0});
+        errpage_send(r);
+        return;
+    }
+    r->ctx[r->cf->nmodules] = px; /* the core's own slot */
+    px->up_framing = r->body.kind == BODY_LENGTH   ? H1_FRAMING_LENGTH
+                     : r->body.kind == BODY_STREAM ? H1_FRAMING_CHUNKED
+                                                   : H1_FRAMING_NONE;
+    r->body.sink = body_sink;
     r->host_header = upstream_host(r);
     size_t hsz = h1_request_size(r->method, r->path, r->query, r->host_header, &r->headers,
-                                 c->up_framing, c->req.content_length);
+                                 px->up_framing, r->body.length);
     char *buf = arena_alloc_raw(r->arena, hsz + 1);
-    weir_str_t *head = arena_alloc(r->arena, sizeof(*head));
-    if (!c->sq || !buf || !head) {
+    if (!buf) {
         weir_respond(r, 500, (weir_str_t){0});
-        client_send_answer(r);
+        errpage_send(r);
         return;
     }
     ssize_t n = h1_serialize_request(buf, hsz + 1, r->method, r->path, r->query, r->host_header,
-                                     &r->headers, c->up_framing, c->req.content_length);
+                                     &r->headers, px->up_framing, r->body.length);
     if (n < 0) {
         log_error("cannot serialise the upstream request (a module set an invalid value?)");
         weir_respond(r, 500, (weir_str_t){0});
-        client_send_answer(r);
+        errpage_send(r);
         return;
     }
-    head->data = buf;
-    head->len = (size_t)n;
-    r->ctx[r->cf->nmodules] = head; /* the core's own slot */
-    connect_peer(c);
+    px->head = (weir_str_t){buf, (size_t)n};
+    connect_peer(r);
 }

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "conn.h"
 #include "log.h"
 #include "loop.h"
 #include "phase.h"
@@ -48,10 +49,14 @@ const char *request_id(weir_request_t *r)
     return r->request_id;
 }
 
-void request_resolve_addresses(const weir_request_t *r)
+const struct sockaddr *request_client_addr(const weir_request_t *r)
 {
-    if (r->client_sa && r->client_sa->len == 0 && r->resolve_addresses)
-        r->resolve_addresses((weir_request_t *)r);
+    return r->conn ? conn_peer(r->conn) : NULL;
+}
+
+const struct sockaddr *request_server_addr(const weir_request_t *r)
+{
+    return r->conn ? conn_local(r->conn) : NULL;
 }
 
 uint64_t now_us(void)
@@ -74,6 +79,7 @@ weir_request_t *request_new(const weir_conf_t *cf)
         return NULL;
     }
     r->arena = a;
+    r->refs = 1;
     r->cf = cf;
     r->ctx = ctx;
     r->peer = -1;
@@ -86,8 +92,15 @@ weir_request_t *request_new(const weir_conf_t *cf)
     return r;
 }
 
+void request_ref(weir_request_t *r)
+{
+    r->refs++;
+}
+
 void request_free(weir_request_t *r)
 {
+    if (--r->refs)
+        return;
     struct arena *a = r->arena;
     if (arena_cache_len < ARENA_CACHE_MAX) {
         arena_reset(a);
@@ -248,14 +261,26 @@ int weir_response_status(const weir_request_t *r) { return r->status; }
 
 const struct sockaddr *weir_request_client_addr(const weir_request_t *r)
 {
-    request_resolve_addresses(r);
-    return r->client_sa ? (const struct sockaddr *)&r->client_sa->ss : NULL;
+    return request_client_addr(r);
 }
 
 const struct sockaddr *weir_request_server_addr(const weir_request_t *r)
 {
-    request_resolve_addresses(r);
-    return r->server_sa ? (const struct sockaddr *)&r->server_sa->ss : NULL;
+    return request_server_addr(r);
+}
+
+weir_connection_t *weir_request_connection(const weir_request_t *r)
+{
+    return r->conn;
+}
+
+int weir_request_set_pool_key(weir_request_t *r, weir_str_t key)
+{
+    char *p = key.len ? arena_strndup(r->arena, key.data, key.len) : NULL;
+    if (key.len && !p)
+        return -1;
+    r->pool_key = (weir_str_t){p, key.len};
+    return 0;
 }
 
 static int copy_str(weir_request_t *r, weir_str_t in, weir_str_t *out)

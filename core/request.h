@@ -17,19 +17,44 @@
 #include "headers.h"
 
 struct arena;
-struct client;
+struct weir_connection;
+struct downstream;
+
+/* How a message body is delimited, whatever the protocol. */
+typedef enum body_kind {
+    BODY_NONE = 0, /* no body */
+    BODY_LENGTH,   /* exactly `length` bytes */
+    BODY_STREAM,   /* length unknown until it ends (chunked, DATA frames) */
+} body_kind_t;
+
+/* The request body as the protocol side reads it and the upstream side
+ * forwards it: what came with the head is kept (first[]) so a retry can
+ * resend it while it is all of the body (retained). */
+typedef struct request_body {
+    body_kind_t kind;
+    uint64_t length;    /* BODY_LENGTH */
+    uint64_t bytes;     /* decoded bytes read so far */
+    int done;           /* all of it was read from the client */
+    int retained;       /* first[] is all of it */
+    weir_str_t *first;  /* slices that came with the head (arena) */
+    size_t nfirst;
+    /* Set by the upstream side: the protocol delivers body slices here, after
+     * downstream read_body; they stay valid until the next read_body or
+     * stop_body. last: the body ended with these. */
+    void (*sink)(weir_request_t *r, const weir_str_t *s, size_t n, int last);
+} request_body_t;
 
 /* What the protocol side does when a phase range has run. */
 typedef void (*request_next_fn)(weir_request_t *r);
 
 struct weir_request {
     struct arena *arena;
+    unsigned refs; /* the protocol side, and the upstream side while it has
+                      operations in flight that read the request's memory */
     const weir_conf_t *cf;
-    struct client *client; /* downstream connection (HTTP/1) */
-    const sockaddr_any_t *client_sa, *server_sa; /* len 0 until resolved */
-    /* Looks the socket addresses up (getpeername/getsockname) the first time
-     * something asks: most requests never need them. Set by the protocol side. */
-    void (*resolve_addresses)(weir_request_t *r);
+    struct weir_connection *conn;  /* the client connection */
+    const struct downstream *ds;   /* the protocol side of this exchange */
+    void *ds_ctx;                  /* its per-exchange state */
     const weir_listener_t *listener;
     uint64_t connection_id;
     int tls;
@@ -43,6 +68,9 @@ struct weir_request {
     int keepalive;
     int expect_continue;
     int has_body;
+    int upgrade;              /* the client asked to switch protocols */
+    weir_str_t upgrade_value; /* its Upgrade field */
+    request_body_t body;
     uint64_t request_length; /* bytes of head + body received */
 
     /* routing and balancing */
@@ -51,6 +79,7 @@ struct weir_request {
     int peer;
     unsigned char *tried; /* per peer of upstream, arena */
     unsigned tries;
+    weir_str_t pool_key; /* weir_request_set_pool_key */
 
     /* response */
     int status;
@@ -74,8 +103,13 @@ struct weir_request {
     void **ctx; /* per module */
 };
 
-/* Allocates a request with its own arena from the worker's cache. */
+/* Allocates a request with its own arena from the worker's cache; it holds
+ * one reference. */
 weir_request_t *request_new(const weir_conf_t *cf);
+/* A side that may still read the request's memory after the other let go
+ * (a send in flight) takes a reference; request_free drops one and frees the
+ * request with the last. */
+void request_ref(weir_request_t *r);
 void request_free(weir_request_t *r);
 
 /* Runs handlers of phases [first, last] from the start of `first`; calls
@@ -105,8 +139,9 @@ uint64_t now_us(void);
 
 /* $request_id: 32 hex digits, formatted on first use. */
 const char *request_id(weir_request_t *r);
-/* Fills r->client_sa and r->server_sa if they are not yet. */
-void request_resolve_addresses(const weir_request_t *r);
+/* The client's and the server's address (looked up on first use). */
+const struct sockaddr *request_client_addr(const weir_request_t *r);
+const struct sockaddr *request_server_addr(const weir_request_t *r);
 
 /* Resolves "." and ".." path segments (also spelled %2e) the way nginx does,
  * so routing, rewrites and the upstream all see the same path; a ".." that

@@ -27,6 +27,7 @@ struct shm_zone {
     struct shm_zone *next;
     const char *name;
     struct shm_map *map;
+    int created; /* by this generation, not carried over */
 };
 
 static void release_map(void *arg)
@@ -47,11 +48,13 @@ static struct shm_zone *find_zone(const weir_conf_t *cf, const char *name)
 }
 
 /* The running generation's mapping of that name and size, or a new one. */
-static struct shm_map *map_for(const weir_conf_t *cf, const char *name, size_t size)
+static struct shm_map *map_for(const weir_conf_t *cf, const char *name, size_t size,
+                              int *carried)
 {
     struct shm_zone *old = find_zone(cf->previous, name);
     if (old && old->map->size == size) {
         old->map->refs++;
+        *carried = 1;
         return old->map;
     }
     struct shm_map *m = calloc(1, sizeof(*m));
@@ -80,7 +83,8 @@ void *weir_shm_zone(weir_conf_t *cf, const char *name, size_t size)
     }
     z = weir_conf_alloc(cf, sizeof(*z));
     const char *copy = weir_conf_strdup(cf, name);
-    struct shm_map *m = z && copy ? map_for(cf, name, size) : NULL;
+    int carried = 0;
+    struct shm_map *m = z && copy ? map_for(cf, name, size, &carried) : NULL;
     if (!m) {
         weir_conf_error(cf, cf->root, "cannot map shared zone '%s' of %zu bytes", name, size);
         return NULL;
@@ -92,7 +96,16 @@ void *weir_shm_zone(weir_conf_t *cf, const char *name, size_t size)
     }
     z->name = copy;
     z->map = m;
+    z->created = !carried;
     z->next = cf->shm_zones;
     cf->shm_zones = z;
     return m->addr;
+}
+
+int weir_shm_zone_created(const weir_conf_t *cf, const void *zone)
+{
+    for (struct shm_zone *z = cf ? cf->shm_zones : NULL; z; z = z->next)
+        if (z->map->addr == zone)
+            return z->created;
+    return 0;
 }

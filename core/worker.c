@@ -11,7 +11,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include "http1.h"
+#include "accept.h"
+#include "conn.h"
+#include "proxy.h"
 #include "log.h"
 #include "logfile.h"
 #include "loop.h"
@@ -27,7 +29,7 @@
 #define RECV_BUFFER_SIZE 16384
 
 /* How long a draining worker keeps idle keepalive connections open for the
- * request their client may be sending (see http1_drain); at most
+ * request their client may be sending (see h1_server_drain); at most
  * shutdown_timeout. */
 #define DRAIN_IDLE_GRACE_MS 1000
 /* How often a worker looks for connections left waiting (see accept_watch). */
@@ -214,7 +216,8 @@ static void on_accept(loop_op_t *op, int res, unsigned flags)
     }
     if (res >= 0) {
         a->accepted++;
-        http1_accept(res, a->listener, w.info->cf);
+        if (accept_connection(res, a->listener, w.info->cf) == 0)
+            worker_conn_opened();
     } else if (res == -EMFILE || res == -ENFILE || res == -ENOBUFS || res == -ENOMEM) {
         /* out of descriptors or memory: stop accepting for a moment, as nginx
          * does; the connections already accepted go on being served */
@@ -332,7 +335,7 @@ static void start_drain(void)
     w.draining = 1;
     cancel_accepts();
     uint64_t grace = w.info->cf->limits.shutdown_timeout;
-    http1_drain(grace < DRAIN_IDLE_GRACE_MS ? grace : DRAIN_IDLE_GRACE_MS);
+    accept_drain(grace < DRAIN_IDLE_GRACE_MS ? grace : DRAIN_IDLE_GRACE_MS);
     timer_after(&w.loop, &w.drain_timer, w.info->cf->limits.shutdown_timeout);
     maybe_stop();
 }
@@ -415,8 +418,9 @@ int worker_start(const worker_info_t *info)
     timer_init(&w.drain_timer, drain_deadline);
     timer_init(&w.resume_timer, resume_accepts);
     timer_init(&w.watch_timer, accept_watch);
-    if (setup_signals() < 0 || http1_init(cf) < 0)
+    if (setup_signals() < 0 || proxy_init(cf) < 0)
         return -1;
+    conn_on_client_closed = worker_conn_closed;
     if (run_worker_hooks(cf, 1) < 0)
         return -1;
     fit_fd_limit(cf);

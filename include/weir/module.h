@@ -36,6 +36,15 @@
  *        size across a reload is the same memory (weir_shm_zone); active
  *        verdicts (weir_peer_set_down) may be set at conf_done and belong to
  *        their generation.
+ *   1.3  connections: weir_connection_t, seen in the accept phase
+ *        (weir_request_connection on the stub request) and from every request;
+ *        its id, listener, addresses (weir_connection_set_addresses), context
+ *        and cleanup; transports (weir_transport_t,
+ *        weir_connection_set_transport); listener iteration
+ *        (weir_conf_listener_count, weir_conf_listener, weir_listener_name,
+ *        weir_listener_node); the upstream_connect hook (a trailing descriptor
+ *        field) with weir_connection_write for a preamble and
+ *        weir_request_set_pool_key; weir_shm_zone_created.
  */
 #ifndef WEIR_MODULE_H
 #define WEIR_MODULE_H
@@ -50,7 +59,7 @@ extern "C" {
 #endif
 
 #define WEIR_ABI_MAJOR 1
-#define WEIR_ABI_MINOR 2
+#define WEIR_ABI_MINOR 3
 
 /* Marks the descriptor as the one symbol a module exports. */
 #define WEIR_MODULE_EXPORT __attribute__((visibility("default")))
@@ -85,6 +94,7 @@ typedef struct weir_headers weir_headers_t;   /* an ordered header list */
 typedef struct weir_template weir_template_t; /* a compiled "$var text" template */
 typedef struct weir_timer weir_timer_t;       /* a one-shot timer in a worker */
 typedef struct weir_module weir_module_t;
+typedef struct weir_connection weir_connection_t; /* a client or upstream connection (1.3) */
 
 /* ------------------------------------------------------------ config nodes */
 
@@ -206,6 +216,13 @@ weir_upstream_t *weir_conf_upstream(const weir_conf_t *cf, size_t i);
  * its own in conf_done. Only valid until conf_done returns. */
 const weir_node_t *weir_route_node(const weir_route_t *rt);
 const weir_node_t *weir_upstream_node(const weir_upstream_t *u);
+
+/* (1.3) Listeners, in config order, e.g. to read listener-scope config at
+ * conf_done; the node is only valid until conf_done returns. */
+size_t weir_conf_listener_count(const weir_conf_t *cf);
+weir_listener_t *weir_conf_listener(const weir_conf_t *cf, size_t i);
+const char *weir_listener_name(const weir_listener_t *l); /* the name, or its address */
+const weir_node_t *weir_listener_node(const weir_listener_t *l);
 
 /* "route<N>" unless named; conf lifetime, NUL-terminated. */
 const char *weir_route_name(const weir_route_t *rt);
@@ -364,6 +381,90 @@ int weir_request_cleanup(weir_request_t *r, void (*fn)(void *arg), void *arg);
 void *weir_request_ctx(const weir_request_t *r, const weir_module_t *m);
 void weir_request_set_ctx(weir_request_t *r, const weir_module_t *m, void *ctx);
 
+/* ------------------------------------------------------ connections (1.3) */
+
+/* The client connection a request (or the accept phase's stub request)
+ * arrived on. It outlives every request on it. */
+weir_connection_t *weir_request_connection(const weir_request_t *r);
+/* 1, 2, ... per worker, as $connection. */
+uint64_t weir_connection_id(const weir_connection_t *c);
+/* The listener of a client connection; NULL for an upstream connection. */
+const weir_listener_t *weir_connection_listener(const weir_connection_t *c);
+/* The client's and the server's address as requests will see them ($remote_addr,
+ * $server_addr): the socket's, unless a module set others. */
+const struct sockaddr *weir_connection_client_addr(weir_connection_t *c);
+const struct sockaddr *weir_connection_server_addr(weir_connection_t *c);
+/* Replaces the addresses (a PROXY header, a trusted forwarder); either may be
+ * NULL to keep the socket's. AF_INET and AF_INET6 only: 0, or -1. */
+int weir_connection_set_addresses(weir_connection_t *c, const struct sockaddr *client,
+                                  const struct sockaddr *server);
+/* One pointer per module per connection; NULL until set. The cleanup runs
+ * when the connection is freed (latest first). 0, or -1 out of memory. */
+void *weir_connection_ctx(const weir_connection_t *c, const weir_module_t *m);
+int weir_connection_set_ctx(weir_connection_t *c, const weir_module_t *m, void *ctx);
+int weir_connection_cleanup(weir_connection_t *c, void (*fn)(void *arg), void *arg);
+
+/*
+ * A transport stands between the socket and the protocol: TLS, a PROXY
+ * header reader. It never does I/O. The core receives into its own buffers
+ * and hands the bytes to input(), takes plaintext from read(), gives the
+ * protocol's bytes to write() and sends what output() yields, all through
+ * the worker's ring; it calls output() after every other call, so bytes the
+ * transport makes on its own (handshake records, alerts) go out in order
+ * with the protocol's. State is the transport's own; free() ends it.
+ *
+ * On a client connection a transport is attached in the accept phase; its
+ * handshake runs before the protocol reads a byte, limited by
+ * client_header_timeout. On an upstream connection it is attached in the
+ * upstream_connect hook and its handshake runs before the request is sent,
+ * limited by connect_timeout.
+ */
+#define WEIR_TRANSPORT_DONE 0    /* handshake: finished */
+#define WEIR_TRANSPORT_DETACH 1  /* handshake: finished, and the transport steps aside */
+#define WEIR_TRANSPORT_AGAIN (-1) /* needs more input */
+#define WEIR_TRANSPORT_EOF (-2)   /* read: the peer ended the stream cleanly */
+#define WEIR_TRANSPORT_ERROR (-3) /* fatal: the connection is closed */
+
+typedef struct weir_transport {
+    const char *name;
+    /* Takes every received byte (buffering what it cannot use yet): 0 or
+     * WEIR_TRANSPORT_ERROR. */
+    int (*input)(void *state, const char *data, size_t len);
+    /* Advances the handshake on what input() gave. DETACH: done, and from
+     * here bytes would pass unchanged, so the core takes what read() still
+     * holds, frees the transport and goes on without one. NULL: none. */
+    int (*handshake)(weir_connection_t *c, void *state);
+    /* Plaintext for the protocol: bytes written to buf (> 0), or AGAIN,
+     * EOF, ERROR. */
+    long (*read)(void *state, char *buf, size_t cap);
+    /* Plaintext from the protocol: bytes taken (> 0, maybe fewer than len),
+     * or ERROR. */
+    long (*write)(void *state, const char *data, size_t len);
+    /* Copies up to cap wire bytes waiting to be sent into buf; returns how
+     * many (0: none). */
+    size_t (*output)(void *state, char *buf, size_t cap);
+    /* Begins a clean close (a close_notify) whose bytes come from output().
+     * May be NULL. */
+    void (*shutdown)(void *state);
+    /* Frees state, once: when the connection is freed or the transport
+     * detached. May be NULL. */
+    void (*free)(void *state);
+} weir_transport_t;
+
+/* Attaches a transport (in the accept phase, or in upstream_connect). One
+ * per connection: 0, or -1 if one is attached already. */
+int weir_connection_set_transport(weir_connection_t *c, const weir_transport_t *t, void *state);
+/* Bytes to send first on a new upstream connection, before the request and
+ * before any transport sees a byte (a PROXY header); copied. Only in
+ * upstream_connect. 0, or -1. */
+int weir_connection_write(weir_connection_t *c, const void *data, size_t len);
+/* The pool key of the upstream connection this request will use: pooled
+ * connections are reused only by requests with the same key (and upstream
+ * and peer). Set it in the upstream_request phase when upstream_connect
+ * makes connections that differ by request (client addresses in a PROXY
+ * header, TLS settings). Copied; empty (the default) is a key too. */
+int weir_request_set_pool_key(weir_request_t *r, weir_str_t key);
+
 /* -------------------------------------------------------------- variables */
 
 /* A variable getter writes the value into *out (pointing into request memory,
@@ -471,6 +572,10 @@ int weir_logfile_write(weir_logfile_t *f, const void *data, size_t len);
  * layout starts fresh. A failed reload must not have changed anything
  * either: write to a zone only from workers. */
 void *weir_shm_zone(weir_conf_t *cf, const char *name, size_t size);
+/* (1.3) Whether `zone` (from weir_shm_zone) was created by this
+ * configuration load (1) or carried over from the running generation (0):
+ * initialise a new zone once, at conf_done, and a carried one never. */
+int weir_shm_zone_created(const weir_conf_t *cf, const void *zone);
 
 /* True in exactly one worker of the generation: the process in which
  * background tasks (health checks, periodic flushes) run. */
@@ -531,6 +636,11 @@ struct weir_module {
     void (*conf_free)(weir_conf_t *cf);
 
     void *reserved[8];
+
+    /* (1.3) A new upstream connection for r is being made (before connect:
+     * retries make another): attach a transport, write a preamble. 0, or -1
+     * to fail this attempt (the request gets 502). */
+    int (*upstream_connect)(weir_request_t *r, weir_connection_t *c);
 };
 
 /* In the module: WEIR_MODULE_EXPORT const weir_module_t weir_module = {...}; */
