@@ -853,6 +853,7 @@ UPS_DURATION(connect_timeout)
 UPS_DURATION(read_timeout)
 UPS_DURATION(write_timeout)
 UPS_DURATION(idle_timeout)
+UPS_DURATION(tunnel_timeout)
 UPS_DURATION(fail_timeout)
 
 static int ups_keepalive(struct loader *L, void *obj, const weir_node_t *v)
@@ -882,6 +883,7 @@ static const struct core_key upstream_keys[] = {
     {"read_timeout", ups_read_timeout},
     {"write_timeout", ups_write_timeout},
     {"idle_timeout", ups_idle_timeout},
+    {"tunnel_timeout", ups_tunnel_timeout},
     {"retries", ups_retries},
     {"max_fails", ups_max_fails},
     {"fail_timeout", ups_fail_timeout},
@@ -922,6 +924,7 @@ static int read_upstreams(struct loader *L, const weir_node_t *v)
             .read_timeout = 60000,
             .write_timeout = 60000,
             .idle_timeout = 60000,
+            .tunnel_timeout = 3600000, /* HAProxy's timeout tunnel, 1h */
             .retries = 1,
             .max_fails = 1,
             .fail_timeout = 10000,

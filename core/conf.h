@@ -98,6 +98,7 @@ struct weir_upstream {
     size_t npeers;
     uint64_t keepalive; /* idle connections per worker */
     uint64_t connect_timeout, read_timeout, write_timeout, idle_timeout; /* ms */
+    uint64_t tunnel_timeout; /* ms: idle limit of a tunnel after 101 */
     long retries;
     long max_fails;
     uint64_t fail_timeout; /* ms */

@@ -275,6 +275,28 @@ static void release_buffer(void *arg)
     loop_buf_release(g_loop, (unsigned)((uintptr_t)arg - 1));
 }
 
+conn_hold_t conn_take_input(conn_t *c)
+{
+    conn_hold_t h = {.bid = c->held_bid, .mem = NULL};
+    c->held_bid = -1;
+    struct conn_plain *p = c->plain;
+    if (h.bid < 0 && p && p->held && p->in) {
+        h.mem = p->in;
+        p->in = NULL;
+        p->held = 0;
+    }
+    return h;
+}
+
+void conn_hold_release(conn_hold_t *h)
+{
+    if (h->bid >= 0)
+        loop_buf_release(g_loop, (unsigned)h->bid);
+    free(h->mem);
+    h->bid = -1;
+    h->mem = NULL;
+}
+
 int conn_hand_over_input(conn_t *c, struct arena *a)
 {
     if (c->held_bid >= 0) {
@@ -699,6 +721,8 @@ static void tr_pump(conn_t *c)
         close_progress(c);
         return;
     }
+    if (c->shut_pending)
+        conn_shutdown_write(c);
     if (q && (q->left == 0 || c->tr_failed)) {
         int res = c->tr_failed ? -EPROTO : 0;
         wq_put(c);
@@ -817,6 +841,8 @@ static void on_send(loop_op_t *op, int res, unsigned flags)
         tr_pump(c);
         return;
     }
+    if (c->shut_pending)
+        conn_shutdown_write(c);
     c->h->sent(c, 0);
 }
 
@@ -850,11 +876,17 @@ void conn_shutdown_write(conn_t *c)
 {
     if (c->shut_wr || c->fd_closed)
         return;
-    c->shut_wr = 1;
-    if (c->tr && c->tr->shutdown) {
+    if (c->tr && c->tr->shutdown && !c->tr_shut) {
+        c->tr_shut = 1;
         c->tr->shutdown(c->tr_state);
         tr_pump(c);
     }
+    if (c->send_armed) { /* after what is queued: the send's end comes back here */
+        c->shut_pending = 1;
+        return;
+    }
+    c->shut_pending = 0;
+    c->shut_wr = 1;
     shut_write(c);
 }
 
@@ -999,8 +1031,8 @@ void conn_close(conn_t *c, unsigned how)
             io_uring_prep_cancel(sqe, &c->recv_op, 0);
             loop_prep_op(sqe, NULL);
         }
-        if (c->tr && c->tr->shutdown && !c->shut_wr && !c->tr_failed) {
-            c->shut_wr = 1;
+        if (c->tr && c->tr->shutdown && !c->tr_shut && !c->tr_failed) {
+            c->tr_shut = 1;
             c->tr->shutdown(c->tr_state);
             tr_pump(c); /* the close_notify goes out before the close */
         }

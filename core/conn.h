@@ -103,7 +103,7 @@ struct weir_connection {
     unsigned recv_armed : 1, send_armed : 1, want_read : 1, closing : 1, linger : 1,
         shut_wr : 1, handshaking : 1, eof : 1, upstream : 1, released : 1, freed : 1,
         tr_failed : 1, in_list : 1, connecting : 1, abort : 1, fd_closed : 1, watching : 1,
-        unwatched : 1;
+        unwatched : 1, shut_pending : 1, tr_shut : 1;
     int held_bid; /* provided buffer the owner holds, or -1 */
     loop_op_t recv_op, send_op;
     buf_waiter_t bufwait;
@@ -153,6 +153,14 @@ void conn_unwatch(conn_t *c);
  * must not close before that send completes). */
 struct arena;
 int conn_hand_over_input(conn_t *c, struct arena *a);
+/* The same, for an owner without an arena: the held input becomes a hold
+ * the caller releases (conn_hold_release) once that send completed. */
+typedef struct conn_hold {
+    int bid;   /* a provided buffer, or -1 */
+    char *mem; /* a transport's plaintext buffer, or NULL */
+} conn_hold_t;
+conn_hold_t conn_take_input(conn_t *c);
+void conn_hold_release(conn_hold_t *h);
 
 wireq_t *conn_wq(conn_t *c); /* NULL when memory is short */
 int wq_add(wireq_t *q, const void *p, size_t len);       /* 0 or -1 (full) */

@@ -61,6 +61,7 @@ typedef struct response_start {
     uint64_t length;      /* BODY_LENGTH: exact */
     /* BODY_NONE: a Content-Length to state anyway (HEAD, 304), else -1 */
     int64_t advertised;
+    weir_str_t upgrade; /* 101: the protocol switched to */
 } response_start_t;
 
 typedef struct downstream {

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "phase.h"
 #include "proxy.h"
+#include "tunnel.h"
 
 /* Head buffers start small and grow up to the head limit; an idle keepalive
  * connection holds none. */
@@ -249,10 +250,9 @@ static void start_request(h1_conn_t *h, size_t head_len)
         return;
     }
     if (x->req.upgrade && !upgrade_is_h2c(&x->req)) {
-        /* tunnelling after 101 is not implemented yet: refuse cleanly rather
-         * than forward a request whose connection semantics we cannot keep */
-        answer_status(h, 501);
-        return;
+        /* forwarded with Upgrade and Connection: upgrade; a 101 makes a tunnel */
+        r->upgrade = 1;
+        r->upgrade_value = x->req.upgrade_value;
     }
     rc = take_first_body(h, r);
     if (rc < 0) {
@@ -426,6 +426,16 @@ static int ds_start_response(weir_request_t *r, const response_start_t *rs)
         }
         break;
     }
+    if (r->status == 101) {
+        /* the switch: Connection: upgrade instead of keep-alive or close */
+        if (!r->upgrade || !rs->upgrade.len ||
+            headers_push(r->arena, &r->resp_headers, WEIR_STR("Upgrade"), rs->upgrade) < 0 ||
+            headers_push(r->arena, &r->resp_headers, WEIR_STR("Connection"),
+                         WEIR_STR("upgrade")) < 0)
+            return -1;
+        keep = 1;
+        head_framing = body_framing = H1_FRAMING_NONE;
+    }
     int version = r->version == 10 ? 10 : 11;
     size_t hsz = h1_response_size(version, r->status, rs->reason, &r->resp_headers, head_framing,
                                   clen, keep);
@@ -543,11 +553,21 @@ static void ds_finish(weir_request_t *r)
     }
 }
 
+/* After the 101 went out: the connection leaves HTTP/1 for a tunnel, with
+ * what the client sent past its request head. The request is logged now
+ * (status 101); the tunnel's own bytes are not in the access log. */
 static int ds_tunnel(weir_request_t *r, conn_t *up, const char *pending, size_t len,
                      uint64_t idle_ms)
 {
-    (void)r, (void)up, (void)pending, (void)len, (void)idle_ms;
-    return -1;
+    h1_conn_t *h = conn_of(r);
+    conn_t *c = h->conn;
+    if (tunnel_start(c, h->in.data + h->in.off, h->in.len - h->in.off, up, pending, len,
+                     idle_ms) < 0)
+        return -1;
+    end_request(h);
+    inbuf_free(&h->in);
+    free(h);
+    return 0;
 }
 
 static const downstream_t h1_downstream = {

@@ -609,6 +609,30 @@ static void response_sent(weir_request_t *r)
     stream_more(up);
 }
 
+/* The 101 went down: both connections become a tunnel. */
+static void upgrade_sent(weir_request_t *r)
+{
+    upconn_t *up = px_of(r)->up;
+    if (!up) {
+        r->ds->abort(r);
+        return;
+    }
+    if (r->ds->tunnel(r, up->conn, up->in.data + up->in.off, up->in.len - up->in.off,
+                      up->u->tunnel_timeout) < 0) {
+        log_error("out of memory for a tunnel");
+        abort_exchange(up);
+        return;
+    }
+    /* the connection is the tunnel's now; its descriptor counts against the
+     * client's (each client is allowed two) */
+    px_of(r)->up = NULL;
+    up_fds--;
+    drop_request(up);
+    inbuf_free(&up->in);
+    free(up->pool_key);
+    free(up);
+}
+
 static void send_response_head(weir_request_t *r)
 {
     upconn_t *up = px_of(r)->up;
@@ -618,6 +642,18 @@ static void send_response_head(weir_request_t *r)
     }
     const h1_response_t *resp = &up->resp;
     response_start_t rs = {.reason = resp->reason, .advertised = -1};
+    if (r->status == 101) {
+        rs.body = BODY_NONE;
+        rs.upgrade = resp->upgrade_value;
+        if (r->ds->start_response(r, &rs) < 0) {
+            up_close(up, CONN_ABORT);
+            weir_respond(r, 502, (weir_str_t){0});
+            errpage_send(r);
+            return;
+        }
+        r->ds->send_body(r, NULL, 0, 1, upgrade_sent);
+        return;
+    }
     if (resp->framing == H1_FRAMING_NONE) {
         /* HEAD/304: echo the length, send no body; a 204 has no
          * Content-Length at all (RFC 9110 §8.6) */
@@ -680,7 +716,7 @@ static void head_complete(upconn_t *up, size_t head_len)
             arm_up_read(up);
         return;
     }
-    if (up->resp.status == 101) {
+    if (up->resp.status == 101 && (!r->upgrade || !up->resp.upgrade || !r->body.done)) {
         up_fail(up, 502, 0, "unsolicited 101 Switching Protocols");
         return;
     }
@@ -939,6 +975,13 @@ void proxy_start(weir_request_t *r)
                                                    : H1_FRAMING_NONE;
     r->body.sink = body_sink;
     r->host_header = upstream_host(r);
+    if (r->upgrade &&
+        (headers_push(r->arena, &r->headers, WEIR_STR("Upgrade"), r->upgrade_value) < 0 ||
+         headers_push(r->arena, &r->headers, WEIR_STR("Connection"), WEIR_STR("upgrade")) < 0)) {
+        weir_respond(r, 500, (weir_str_t){0});
+        errpage_send(r);
+        return;
+    }
     size_t hsz = h1_request_size(r->method, r->path, r->query, r->host_header, &r->headers,
                                  px->up_framing, r->body.length);
     char *buf = arena_alloc_raw(r->arena, hsz + 1);

@@ -60,6 +60,7 @@
 #include "h1.h"
 #include "log.h"
 #include "phase.h"
+#include "conn.h"
 #include "request.h"
 
 #ifndef WEIR_FUZZ_MODULES_DIR
@@ -432,7 +433,8 @@ static const char *const canned[] = {
 };
 
 static int answered, upstream_next, response_next;
-static sockaddr_any_t client_sa, server_sa;
+/* the connection requests come from: only its addresses are read */
+static conn_t fuzz_conn;
 
 static void on_answer(weir_request_t *r)
 {
@@ -510,8 +512,7 @@ static void run_requests(const weir_conf_t *cf)
         r->has_body = q.framing != H1_FRAMING_NONE;
         r->request_length = len;
         r->listener = &cf->listeners[i % cf->nlisteners];
-        r->client_sa = &client_sa;
-        r->server_sa = &server_sa;
+        r->conn = &fuzz_conn;
         r->id_bits[0] = 0x1122334455667788ull + i;
         r->id_bits[1] = 0x99aabbccddeeff00ull;
         r->start_wall_ms = 1700000000000ull + i;
@@ -567,16 +568,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int init_sa;
     if (!init_sa) {
-        struct sockaddr_in *c = (struct sockaddr_in *)&client_sa.ss;
+        struct sockaddr_in *c = &fuzz_conn.peer.u.in4;
         c->sin_family = AF_INET;
         c->sin_port = htons(51000);
         c->sin_addr.s_addr = htonl(0xc0000201);
-        client_sa.len = sizeof(*c);
-        struct sockaddr_in *s = (struct sockaddr_in *)&server_sa.ss;
+        fuzz_conn.peer.len = sizeof(*c);
+        struct sockaddr_in *s = &fuzz_conn.local.u.in4;
         s->sin_family = AF_INET;
         s->sin_port = htons(8080);
         s->sin_addr.s_addr = htonl(0x7f000001);
-        server_sa.len = sizeof(*s);
+        fuzz_conn.local.len = sizeof(*s);
         init_sa = 1;
     }
     write_file("weir.yaml", (const char *)data, size);

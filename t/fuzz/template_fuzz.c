@@ -32,13 +32,15 @@
 #include "arena.h"
 #include "conf.h"
 #include "fuzz_common.h"
+#include "conn.h"
 #include "request.h"
 #include "vars.h"
 
 static weir_conf_t base;        /* the variable registry; templates use a copy */
 static weir_route_t route = {.name = "fuzzroute"};
 static weir_upstream_t upstream = {.name = "fuzzup"};
-static sockaddr_any_t client_sa, server_sa;
+/* the connection requests come from: only its addresses are read */
+static conn_t fuzz_conn;
 
 /* Harness variables: one always unset, one prefix family echoing its
  * suffix, one empty. */
@@ -80,16 +82,16 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     atexit(free_base);
 
-    struct sockaddr_in *c = (struct sockaddr_in *)&client_sa.ss;
+    struct sockaddr_in *c = &fuzz_conn.peer.u.in4;
     c->sin_family = AF_INET;
     c->sin_port = htons(40000);
     c->sin_addr.s_addr = htonl(0x7f000001);
-    client_sa.len = sizeof(*c);
-    struct sockaddr_in6 *s = (struct sockaddr_in6 *)&server_sa.ss;
+    fuzz_conn.peer.len = sizeof(*c);
+    struct sockaddr_in6 *s = &fuzz_conn.local.u.in6;
     s->sin6_family = AF_INET6;
     s->sin6_port = htons(8080);
     s->sin6_addr.s6_addr[15] = 1;
-    server_sa.len = sizeof(*s);
+    fuzz_conn.local.len = sizeof(*s);
     return 0;
 }
 
@@ -308,8 +310,7 @@ static weir_request_t *make_request(weir_str_t *vals)
     r->id_bits[0] = 0x0123456789abcdefull;
     r->id_bits[1] = 0xfedcba9876543210ull;
     r->start_wall_ms = 1700000000123ull;
-    r->client_sa = &client_sa;
-    r->server_sa = &server_sa;
+    r->conn = &fuzz_conn;
     r->path = vals[0];
     /* an empty query value stands for a request without '?' */
     r->query = vals[1].len ? vals[1] : (weir_str_t){NULL, 0};
