@@ -226,7 +226,15 @@ static void start_request(h1_conn_t *h, size_t head_len)
         return;
     }
     h1x_t *x = h->x;
-    const char *head = h->in.data + h->in.off;
+    /* The request owns its head: the input buffer may grow (moving) while
+     * the request lives, when body bytes and pipelined requests arrive
+     * during the exchange (full duplex). */
+    char *head = arena_alloc_raw(r->arena, head_len);
+    if (!head) {
+        h1_close(h, 0);
+        return;
+    }
+    memcpy(head, h->in.data + h->in.off, head_len);
     int rc = h1_parse_request(r->arena, &x->parser, head, head_len, &x->req);
     h->in.off += head_len;
     r->request_length = head_len;

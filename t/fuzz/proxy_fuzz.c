@@ -6,9 +6,10 @@
  * What runs: the real worker (worker_start: the io_uring loop with its
  * provided buffers and timers, accept, the HTTP/1 server, the proxy and its
  * keepalive pool) with the real config loader and the modules router and
- * lb_roundrobin, in this process, over real sockets: a unix listener the
- * worker accepts from, and a unix "upstream server" that the harness
- * accepts and writes for. The harness turns the loop itself (loop_turn with
+ * lb_roundrobin and proxy_protocol, in this process, over real sockets: two
+ * unix listeners the worker accepts from (the second reads a PROXY header
+ * first), and a unix "upstream server" that the harness accepts and writes
+ * for; weir sends that server a PROXY v1 line on every new connection. The harness turns the loop itself (loop_turn with
  * no wait) until nothing moves after each step.
  *
  * Why real sockets and the real ring, not a loop shim: the defects this
@@ -25,8 +26,14 @@
  *   2 let the loop run             upstream connection, if any)
  *   3 client shuts its write side   4 upstream closes (FIN)
  *   5 upstream resets (RST)      6 switch to the newest upstream connection
- *   7 client closes and reconnects
+ *   7 client closes and reconnects, to the other listener (the first
+ *     connection of an input goes to the plain one)
  * N is one byte (1..254), or 255 then two bytes big-endian.
+ *
+ * The seeds (corpus/proxy) reach the paths of the connection layer too: an
+ * Upgrade answered by a 101 and then bytes both ways and half-closes (a
+ * tunnel), an upstream that answers 413 while the body is still coming (full
+ * duplex, stop_body, lingering close), and PROXY headers good and bad.
  *
  * Invariants beyond "no sanitizer report, no leak":
  *  - what weir sends an upstream starts with a request head that weir's own
@@ -52,6 +59,7 @@
 #include "fuzz_common.h"
 #include "h1.h"
 #include "log.h"
+#include "proxy_protocol/pp_wire.h"
 #include "loop.h"
 #include "request.h"
 #include "worker.h"
@@ -73,8 +81,9 @@ typedef struct upstream_peer {
 
 static struct {
     char dir[128];
-    char listen_path[160], upstream_path[160];
-    int listen_fd;   /* the worker accepts here */
+    char listen_path[160], pp_listen_path[160], upstream_path[160];
+    int listen_fds[2]; /* the worker accepts here: plain, PROXY header first */
+    int which;         /* the listener the client connects to */
     int upstream_fd; /* the harness accepts weir's upstream connections here */
     worker_info_t info;
     weir_conf_t *cf;
@@ -115,7 +124,7 @@ static void write_config(const char *path)
      * small: the 431, 413 and 414 paths are reachable with short inputs. */
     fprintf(f,
             "workers: 1\n"
-            "modules: [router, lb_roundrobin]\n"
+            "modules: [router, lb_roundrobin, proxy_protocol]\n"
             "limits:\n"
             "  client_header_timeout: 1h\n"
             "  client_body_timeout: 1h\n"
@@ -126,10 +135,14 @@ static void write_config(const char *path)
             "  keepalive_requests: 8\n"
             "listeners:\n"
             "  - address: \"unix:%s\"\n"
+            "  - address: \"unix:%s\"\n"
+            "    proxy_protocol: true\n"
             "upstreams:\n"
             "  b:\n"
             "    balancer: roundrobin\n"
             "    servers: [\"unix:%s\"]\n"
+            "    send_proxy_protocol: v1\n"
+            "    tunnel_timeout: 1h\n"
             "    keepalive: 4\n"
             "    retries: 1\n"
             "    max_fails: 0\n"
@@ -139,13 +152,14 @@ static void write_config(const char *path)
             "    idle_timeout: 1h\n"
             "routes:\n"
             "  - {path: /, upstream: b}\n",
-            h.listen_path, h.upstream_path);
+            h.listen_path, h.pp_listen_path, h.upstream_path);
     fclose(f);
 }
 
 static void cleanup_dir(void)
 {
     unlink(h.listen_path);
+    unlink(h.pp_listen_path);
     unlink(h.upstream_path);
     char conf[200];
     snprintf(conf, sizeof(conf), "%s/weir.yaml", h.dir);
@@ -162,6 +176,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (!mkdtemp(h.dir))
         abort();
     snprintf(h.listen_path, sizeof(h.listen_path), "%s/l.sock", h.dir);
+    snprintf(h.pp_listen_path, sizeof(h.pp_listen_path), "%s/p.sock", h.dir);
     snprintf(h.upstream_path, sizeof(h.upstream_path), "%s/u.sock", h.dir);
     char conf[200];
     snprintf(conf, sizeof(conf), "%s/weir.yaml", h.dir);
@@ -182,9 +197,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "proxy_fuzz: the built-in config did not load\n");
         abort();
     }
-    h.listen_fd = unix_listener(h.listen_path);
+    h.listen_fds[0] = unix_listener(h.listen_path);
+    h.listen_fds[1] = unix_listener(h.pp_listen_path);
     h.upstream_fd = unix_listener(h.upstream_path);
-    h.info = (worker_info_t){.cf = h.cf, .listen_fds = &h.listen_fd, .index = 0, .count = 1};
+    h.info = (worker_info_t){.cf = h.cf, .listen_fds = h.listen_fds, .index = 0, .count = 1};
     if (worker_start(&h.info) < 0)
         abort();
     signal(SIGPIPE, SIG_IGN);
@@ -195,24 +211,40 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 /* ----------------------------------------------------------- the peers */
 
+/* Every upstream connection starts with the PROXY v1 line weir sends. */
+static size_t proxy_line(const upstream_peer_t *u)
+{
+    const char *eol = memmem(u->buf, u->len, "\r\n", 2);
+    if (!eol)
+        return 0;
+    size_t n = (size_t)(eol - u->buf) + 2;
+    FZ_CHECK(pp_parse(u->buf, n, NULL) == (ssize_t)n, "upstream connection without a valid "
+             "PROXY line first: %s", fz_show((weir_str_t){u->buf, n}));
+    return n;
+}
+
 /* The forwarded request head must be one weir itself accepts. */
 static void check_forwarded(upstream_peer_t *u)
 {
     if (u->checked)
         return;
-    const char *end = memmem(u->buf, u->len, "\r\n\r\n", 4);
+    size_t skip = proxy_line(u);
+    if (!skip)
+        return;
+    const char *start = u->buf + skip;
+    const char *end = memmem(start, u->len - skip, "\r\n\r\n", 4);
     if (!end)
         return;
     u->checked = 1;
-    size_t head_len = (size_t)(end - u->buf) + 4;
-    ssize_t n = h1_scan_head(u->buf, u->len, 1 << 20, 1);
+    size_t head_len = (size_t)(end - start) + 4;
+    ssize_t n = h1_scan_head(start, u->len - skip, 1 << 20, 1);
     FZ_CHECK(n == (ssize_t)head_len, "forwarded head refused by the scanner (%zd): %s", n,
-             fz_show((weir_str_t){u->buf, head_len}));
+             fz_show((weir_str_t){start, head_len}));
     struct arena *a = arena_new(4096, 0);
     h1_parser_t p;
     h1_parser_init(&p);
     h1_request_t req;
-    char *copy = fz_dup(u->buf, head_len);
+    char *copy = fz_dup(start, head_len);
     int rc = h1_parse_request(a, &p, copy, head_len, &req);
     FZ_CHECK(rc == 0, "forwarded head refused by the parser (%d): %s", rc,
              fz_show((weir_str_t){copy, head_len}));
@@ -278,7 +310,7 @@ static void settle(void)
 static void client_connect(void)
 {
     struct sockaddr_un sa;
-    unix_address(&sa, h.listen_path);
+    unix_address(&sa, h.which ? h.pp_listen_path : h.listen_path);
     h.client = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (h.client < 0 || connect(h.client, (struct sockaddr *)&sa, sizeof(sa)) < 0)
         abort();
@@ -345,6 +377,7 @@ static void end_input(void)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     fz_in_t in = {data, size};
+    h.which = 0;
     client_connect();
     settle();
     while (in.n) {
@@ -375,6 +408,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 7:
             if (h.client >= 0)
                 close(h.client);
+            h.which = !h.which;
             client_connect();
             break;
         }
