@@ -19,6 +19,7 @@
 #include "downstream.h"
 #include "errpage.h"
 #include "h1.h"
+#include "h1_queue.h"
 #include "inbuf.h"
 #include "log.h"
 #include "phase.h"
@@ -479,21 +480,11 @@ static void ds_send_body(weir_request_t *r, const weir_str_t *s, size_t n, int l
         x->head_queued = 0;
         x->head_sent = 1;
     }
-    int chunked = x->down_framing == H1_FRAMING_CHUNKED;
-    for (size_t i = 0; i < n; i++) {
-        if (!s[i].len)
-            continue;
-        if (chunked) {
-            char line[20];
-            rc |= wq_copy(q, line, h1_chunk_header(line, s[i].len));
-        }
-        rc |= wq_add(q, s[i].data, s[i].len);
-        if (chunked)
-            rc |= wq_add(q, H1_CRLF, 2);
-        r->body_bytes_sent += s[i].len;
-    }
-    if (last && chunked)
-        rc |= wq_add(q, H1_LAST_CHUNK, 5);
+    long bytes = h1_queue_body(q, s, n, last, x->down_framing == H1_FRAMING_CHUNKED);
+    if (bytes < 0)
+        rc = -1;
+    else
+        r->body_bytes_sent += (uint64_t)bytes;
     if (rc) { /* more slices than the queue holds: a bug, never silent */
         log_error("client %llu: send queue overflow", (unsigned long long)h->conn->id);
         h1_close(h, CONN_ABORT);
@@ -523,6 +514,14 @@ static void end_request(h1_conn_t *h)
     weir_request_t *r = h->r;
     if (!r)
         return;
+    /* body bytes the upstream side took and never gave back (it failed, or
+     * weir answered in its place): a cut send may still read them, so the
+     * request keeps the buffer until it is freed */
+    if (h->x->body_held) {
+        h->x->body_held = 0;
+        if (conn_hand_over_input(h->conn, r->arena) < 0)
+            conn_read_done(h->conn);
+    }
     if (!r->suspended && r->status)
         request_run_log(r);
     h->r = NULL;

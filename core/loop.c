@@ -125,6 +125,7 @@ void loop_recv(struct loop *l, int fd, loop_op_t *op)
 
 void loop_buf_release(struct loop *l, unsigned bid)
 {
+    l->bufs_out--;
     WEIR_MEM_NOACCESS(loop_buf(l, bid), l->buf_size);
     io_uring_buf_ring_add(l->br, loop_buf(l, bid), l->buf_size, (unsigned short)bid,
                           io_uring_buf_ring_mask(l->nbufs), 0);
@@ -322,6 +323,8 @@ static unsigned reap(struct loop *l)
     io_uring_for_each_cqe(&l->ring, head, cqe) {
         count++;
         loop_op_t *op = io_uring_cqe_get_data(cqe);
+        if (cqe->flags & IORING_CQE_F_BUFFER)
+            l->bufs_out++;
         if ((cqe->flags & IORING_CQE_F_BUFFER) && cqe->res > 0)
             WEIR_MEM_DEFINED(loop_buf(l, cqe->flags >> IORING_CQE_BUFFER_SHIFT), (size_t)cqe->res);
         if (op)

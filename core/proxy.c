@@ -34,9 +34,10 @@
 #include "downstream.h"
 #include "errpage.h"
 #include "h1.h"
+#include "h1_queue.h"
 #include "inbuf.h"
 #include "log.h"
-#include "worker.h"
+#include "workstate.h"
 
 #define RESPONSE_HEAD_MIN_LIMIT (64 * 1024)
 #define UP_SLICES 16
@@ -249,7 +250,7 @@ static const conn_handler_t pool_handler = {
  * the pools are what stands between a client and its descriptor. */
 static void pool_make_fd_room(void)
 {
-    if (up_fds < worker_upstream_fd_room())
+    if (up_fds < workstate_upstream_fd_room())
         return;
     for (size_t i = 0; i < npools; i++) {
         upconn_t *oldest = pools[i].head;
@@ -351,21 +352,7 @@ static int is_idempotent(weir_str_t m)
 static int queue_body(upconn_t *up, wireq_t *q, const weir_str_t *s, size_t n, int last)
 {
     int chunked = px_of(up->r)->up_framing == H1_FRAMING_CHUNKED;
-    int rc = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (!s[i].len)
-            continue;
-        if (chunked) {
-            char line[20];
-            rc |= wq_copy(q, line, h1_chunk_header(line, s[i].len));
-        }
-        rc |= wq_add(q, s[i].data, s[i].len);
-        if (chunked)
-            rc |= wq_add(q, H1_CRLF, 2);
-    }
-    if (last && chunked)
-        rc |= wq_add(q, H1_LAST_CHUNK, 5);
-    return rc;
+    return h1_queue_body(q, s, n, last, chunked) < 0 ? -1 : 0;
 }
 
 static void up_send(upconn_t *up)

@@ -18,6 +18,7 @@
 #include "logfile.h"
 #include "loop.h"
 #include "request.h"
+#include "workstate.h"
 
 #define RING_ENTRIES 4096
 /* The buffer ring is FIFO, so a long transfer cycles through (and touches)
@@ -240,6 +241,7 @@ static void on_accept(loop_op_t *op, int res, unsigned flags)
 void worker_conn_opened(void)
 {
     w.conns++;
+    workstate_set_conns(w.conns);
     if (w.conns >= w.max_conns && !w.paused) {
         pause_accepts("max_connections reached",
                       w.max_conns < w.info->cf->limits.max_connections
@@ -260,14 +262,11 @@ void worker_conn_opened(void)
     }
 }
 
-unsigned long worker_upstream_fd_room(void)
-{
-    return w.fd_room > w.conns ? w.fd_room - w.conns : 0;
-}
 
 void worker_conn_closed(void)
 {
     w.conns--;
+    workstate_set_conns(w.conns);
     if (w.paused && w.conns < w.max_conns && !w.resume_timer.deadline)
         resume_accepts(NULL);
     maybe_stop();
@@ -306,6 +305,7 @@ static void fit_fd_limit(const weir_conf_t *cf)
     for (size_t i = 0; i < cf->nupstreams; i++)
         fixed += cf->upstreams[i].npeers;
     w.fd_room = rl.rlim_cur > fixed + 2 ? rl.rlim_cur - fixed : 2;
+    workstate_set_fd_room(w.fd_room);
     if (w.fd_room / 2 >= w.max_conns)
         return;
     w.max_conns = w.fd_room / 2;
@@ -316,10 +316,6 @@ static void fit_fd_limit(const weir_conf_t *cf)
                (unsigned long long)cf->limits.max_connections);
 }
 
-int weir_worker_draining(void)
-{
-    return w.draining;
-}
 
 static void drain_deadline(struct timer *t)
 {
@@ -333,6 +329,7 @@ static void start_drain(void)
     if (w.draining)
         return;
     w.draining = 1;
+    workstate_set_draining();
     cancel_accepts();
     uint64_t grace = w.info->cf->limits.shutdown_timeout;
     accept_drain(grace < DRAIN_IDLE_GRACE_MS ? grace : DRAIN_IDLE_GRACE_MS);

@@ -29,8 +29,5 @@ unsigned long worker_connections(void);
 /* Connection accounting for accept pausing (max_connections). */
 void worker_conn_opened(void);
 void worker_conn_closed(void);
-/* Descriptors left for upstream connections by the fd limit: the proxy
- * closes an idle pooled connection before opening one beyond it. */
-unsigned long worker_upstream_fd_room(void);
 
 #endif

@@ -41,7 +41,7 @@
  *    forwarded, and the re-serialisation is well-formed);
  *  - once the client and every upstream connection are closed, the worker
  *    reaches zero client connections without any timer firing (every state
- *    notices a peer's close).
+ *    notices a peer's close), and every receive buffer is back in the ring.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -371,6 +371,8 @@ static void end_input(void)
     FZ_CHECK(worker_connections() == 0,
              "%lu client connections still open after every peer closed",
              worker_connections());
+    FZ_CHECK(g_loop->bufs_out == 0, "%u receive buffers not returned to the ring",
+             g_loop->bufs_out);
     h.nups = h.cur = 0;
 }
 
