@@ -697,7 +697,11 @@ static void tr_pump(conn_t *c)
     if (!c->tr || !p || c->send_armed || c->fd_closed)
         return;
     wireq_t *q = c->wq;
-    while (q && q->left && !c->tr_failed) {
+    size_t wl = 0;
+    /* output() after every write(), into wire[] while it has room: a
+     * transport is asked to take more only once it handed over what it made
+     * (so one with a bounded buffer always has room) */
+    while (q && q->left && !c->tr_failed && wl < sizeof(p->wire)) {
         struct iovec *v = &q->iov[q->first];
         long k = c->tr->write(c->tr_state, v->iov_base, v->iov_len);
         if (k <= 0) {
@@ -705,8 +709,11 @@ static void tr_pump(conn_t *c)
             break;
         }
         wq_advance(q, (size_t)k);
+        wl += c->tr->output(c->tr_state, p->wire + wl, sizeof(p->wire) - wl);
     }
-    p->wire_len = c->tr->output(c->tr_state, p->wire, sizeof(p->wire));
+    if (wl < sizeof(p->wire))
+        wl += c->tr->output(c->tr_state, p->wire + wl, sizeof(p->wire) - wl);
+    p->wire_len = wl;
     if (p->wire_len) {
         p->wire_iov.iov_base = p->wire;
         p->wire_iov.iov_len = p->wire_len;
