@@ -72,8 +72,12 @@ struct upconn {
     upconn_t *pnext, *pprev;
 };
 
+/* Idle connections of one upstream, newest first: reuse takes the newest
+ * (warmest), a full pool gives up its oldest (least recently used, as
+ * nginx's keepalive cache): with pool keys, connections kept for clients
+ * that left would otherwise fill the pool for good. */
 typedef struct pool {
-    upconn_t *head;
+    upconn_t *head, *tail;
     size_t n;
 } pool_t;
 
@@ -149,6 +153,8 @@ static void pool_remove(upconn_t *up)
         p->head = up->pnext;
     if (up->pnext)
         up->pnext->pprev = up->pprev;
+    else
+        p->tail = up->pprev;
     up->pnext = up->pprev = NULL;
     up->pooled = 0;
     p->n--;
@@ -180,10 +186,12 @@ static void pool_put(upconn_t *up)
     pool_t *p = &pools[up->u->index];
     detach(up);
     drop_request(up);
-    if (up->u->keepalive == 0 || p->n >= up->u->keepalive || weir_worker_draining()) {
+    if (up->u->keepalive == 0 || weir_worker_draining()) {
         up_close(up, 0);
         return;
     }
+    if (p->n >= up->u->keepalive)
+        up_close(p->tail, 0);
     inbuf_free(&up->in);
     conn_set_handler(up->conn, &pool_handler, up);
     up->pooled = 1;
@@ -191,6 +199,8 @@ static void pool_put(upconn_t *up)
     up->pprev = NULL;
     if (p->head)
         p->head->pprev = up;
+    else
+        p->tail = up;
     p->head = up;
     p->n++;
     /* notice a server that closes the idle connection, so we never send on it */
@@ -253,13 +263,10 @@ static void pool_make_fd_room(void)
     if (up_fds < workstate_upstream_fd_room())
         return;
     for (size_t i = 0; i < npools; i++) {
-        upconn_t *oldest = pools[i].head;
-        if (!oldest)
-            continue;
-        while (oldest->pnext)
-            oldest = oldest->pnext;
-        up_close(oldest, CONN_ABORT);
-        return;
+        if (pools[i].tail) {
+            up_close(pools[i].tail, CONN_ABORT);
+            return;
+        }
     }
 }
 

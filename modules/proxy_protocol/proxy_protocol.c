@@ -82,6 +82,8 @@ static int parse_cidr(const char *text, cidr_t *out)
     if (slash) {
         char *end;
         *slash = '\0';
+        if (slash[1] < '0' || slash[1] > '9') /* strtol would skip spaces, take a sign */
+            return -1;
         errno = 0;
         bits = strtol(slash + 1, &end, 10);
         if (errno || *end || end == slash + 1 || bits < 0)
@@ -111,6 +113,10 @@ static int parse_from(weir_conf_t *cf, const weir_node_t *node, void *field)
         return weir_conf_error(cf, node, "proxy_protocol_from must be a list of addresses or "
                                          "CIDR blocks, e.g. [10.0.0.0/8, \"::1\"]");
     size_t n = weir_node_count(node);
+    if (n == 0)
+        return weir_conf_error(cf, node, "proxy_protocol_from is empty: list the peers that "
+                                         "send a PROXY header, or remove the key to accept "
+                                         "one from any peer");
     if (n > MAX_CIDRS)
         return weir_conf_error(cf, node, "proxy_protocol_from: at most %d entries", MAX_CIDRS);
     list->items = weir_conf_alloc(cf, (n ? n : 1) * sizeof(cidr_t));
