@@ -15,16 +15,19 @@
 
 /* A transport's buffers: plaintext it gave the owner (held until
  * conn_read_done), what was left when a transport stepped aside, and wire
- * bytes on their way out. */
+ * bytes on their way out. Both are taken from a per-worker cache only while
+ * in use, so an idle connection with a transport holds neither (what
+ * SSL_MODE_RELEASE_BUFFERS does for OpenSSL's own). */
 #define PLAIN_SIZE 16384
-#define WIRE_SIZE 16384
+#define WIRE_SIZE PLAIN_SIZE
+#define BUF_CACHE_MAX 64
 
 struct conn_plain {
-    char *in; /* PLAIN_SIZE bytes, made on first read */
+    char *in; /* PLAIN_SIZE bytes while plaintext is held or left over */
     size_t in_len, in_off; /* leftover after DETACH: in[in_off..in_len) */
     int held;
     int leftover; /* in[] holds bytes a detached transport left */
-    char wire[WIRE_SIZE];
+    char *wire; /* WIRE_SIZE bytes while wire bytes wait or are in flight */
     size_t wire_len;
     struct iovec wire_iov;
     struct msghdr wire_msg;
@@ -45,6 +48,24 @@ struct conn_extra {
 };
 
 void (*conn_on_client_closed)(void);
+
+static char *buf_cache[BUF_CACHE_MAX];
+static size_t nbuf_cache;
+
+static char *buf_get(void)
+{
+    return nbuf_cache ? buf_cache[--nbuf_cache] : malloc(PLAIN_SIZE);
+}
+
+static void buf_put(char *b)
+{
+    if (!b)
+        return;
+    if (nbuf_cache < BUF_CACHE_MAX)
+        buf_cache[nbuf_cache++] = b;
+    else
+        free(b);
+}
 
 static conn_t *all_clients;
 static uint64_t next_id = 1;
@@ -260,11 +281,15 @@ void conn_read_done(conn_t *c)
         loop_buf_release(g_loop, (unsigned)c->held_bid);
         c->held_bid = -1;
     }
-    if (c->plain) {
-        c->plain->held = 0;
-        if (!c->tr && !c->plain->leftover) { /* a transport that stepped aside */
-            free(c->plain->in);
-            free(c->plain);
+    struct conn_plain *p = c->plain;
+    if (p) {
+        p->held = 0;
+        if (!p->leftover) {
+            buf_put(p->in);
+            p->in = NULL;
+        }
+        if (!c->tr && !p->leftover) { /* a transport that stepped aside */
+            free(p);
             c->plain = NULL;
         }
     }
@@ -341,7 +366,7 @@ static void deliver_plain(conn_t *c)
         arm_recv(c);
         return;
     }
-    if (!p->in && !(p->in = malloc(PLAIN_SIZE))) {
+    if (!p->in && !(p->in = buf_get())) {
         deliver(c, -ENOMEM, NULL);
         return;
     }
@@ -350,7 +375,11 @@ static void deliver_plain(conn_t *c)
     if (n > 0) {
         p->held = 1;
         deliver(c, n, p->in);
-    } else if (n == WEIR_TRANSPORT_AGAIN) {
+        return;
+    }
+    buf_put(p->in);
+    p->in = NULL;
+    if (n == WEIR_TRANSPORT_AGAIN) {
         arm_recv(c);
     } else if (n == WEIR_TRANSPORT_EOF) {
         deliver(c, 0, NULL);
@@ -517,7 +546,7 @@ static int detach_transport(conn_t *c)
 {
     struct conn_plain *p = c->plain;
     p->in_len = p->in_off = 0;
-    if (!p->in && !(p->in = malloc(PLAIN_SIZE)))
+    if (!p->in && !(p->in = buf_get()))
         return -1;
     for (;;) {
         long n = c->tr->read(c->tr_state, p->in + p->in_len, PLAIN_SIZE - p->in_len);
@@ -528,6 +557,10 @@ static int detach_transport(conn_t *c)
             break;
     }
     p->leftover = p->in_len > 0;
+    if (!p->leftover) {
+        buf_put(p->in);
+        p->in = NULL;
+    }
     if (c->tr->free)
         c->tr->free(c->tr_state);
     c->tr = NULL;
@@ -698,10 +731,12 @@ static void tr_pump(conn_t *c)
         return;
     wireq_t *q = c->wq;
     size_t wl = 0;
+    if (!p->wire && !(p->wire = buf_get()))
+        c->tr_failed = 1; /* the owner hears of it below */
     /* output() after every write(), into wire[] while it has room: a
      * transport is asked to take more only once it handed over what it made
      * (so one with a bounded buffer always has room) */
-    while (q && q->left && !c->tr_failed && wl < sizeof(p->wire)) {
+    while (q && q->left && !c->tr_failed && wl < WIRE_SIZE) {
         struct iovec *v = &q->iov[q->first];
         long k = c->tr->write(c->tr_state, v->iov_base, v->iov_len);
         if (k <= 0) {
@@ -709,10 +744,10 @@ static void tr_pump(conn_t *c)
             break;
         }
         wq_advance(q, (size_t)k);
-        wl += c->tr->output(c->tr_state, p->wire + wl, sizeof(p->wire) - wl);
+        wl += c->tr->output(c->tr_state, p->wire + wl, WIRE_SIZE - wl);
     }
-    if (wl < sizeof(p->wire))
-        wl += c->tr->output(c->tr_state, p->wire + wl, sizeof(p->wire) - wl);
+    if (p->wire && wl < WIRE_SIZE)
+        wl += c->tr->output(c->tr_state, p->wire + wl, WIRE_SIZE - wl);
     p->wire_len = wl;
     if (p->wire_len) {
         p->wire_iov.iov_base = p->wire;
@@ -724,6 +759,8 @@ static void tr_pump(conn_t *c)
         submit_send(c, &p->wire_msg);
         return;
     }
+    buf_put(p->wire); /* nothing waits: an idle connection keeps no buffer */
+    p->wire = NULL;
     if (c->closing) {
         close_progress(c);
         return;
@@ -925,8 +962,10 @@ static void conn_free(conn_t *c)
     run_cleanups(c);
     if (c->tr && c->tr->free)
         c->tr->free(c->tr_state);
-    if (c->plain)
-        free(c->plain->in);
+    if (c->plain) {
+        buf_put(c->plain->in);
+        buf_put(c->plain->wire);
+    }
     free(c->plain);
     wq_put(c);
     int client = c->in_list;
