@@ -53,6 +53,9 @@
  *    down. This module only sets or clears its own verdict.
  *  - Backup servers are checked like the others (so a dead backup is not
  *    used either).
+ *  - An upstream with `send_proxy_protocol` (module proxy_protocol): HTTP
+ *    checks start with a PROXY header saying UNKNOWN (v1) or LOCAL (v2), so
+ *    a server that requires one does not refuse its checks (proxy_preamble).
  */
 #include <errno.h>
 #include <stddef.h>
@@ -371,9 +374,27 @@ static void host_part(const char *addr, const char **host, size_t *len)
         *len = colon ? (size_t)(colon - addr) : strlen(addr);
 }
 
+/* A server behind `send_proxy_protocol` (module proxy_protocol) refuses a
+ * connection without a PROXY header, so an HTTP check sends one too, saying
+ * LOCAL (v2) or UNKNOWN (v1): the check is weir's own connection, not a
+ * client's (HAProxy's check-send-proxy does the same). The key is the other
+ * module's; it is read from the upstream's node, whose meaning it shares. */
+static weir_str_t proxy_preamble(const weir_upstream_t *u)
+{
+    static const char v1[] = "PROXY UNKNOWN\r\n";
+    static const char v2[] = "\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00"; /* LOCAL, no address */
+    const char *v = weir_node_scalar(weir_node_get(weir_upstream_node(u), "send_proxy_protocol"));
+    if (v && strcmp(v, "v1") == 0)
+        return (weir_str_t){v1, sizeof(v1) - 1};
+    if (v && strcmp(v, "v2") == 0)
+        return (weir_str_t){v2, sizeof(v2) - 1};
+    return (weir_str_t){NULL, 0};
+}
+
 static int build_requests(weir_conf_t *cf, weir_upstream_t *u, struct hc_upstream_conf *c)
 {
     size_t n = weir_upstream_peer_count(u);
+    weir_str_t pre = proxy_preamble(u);
 
     c->request = weir_conf_alloc(cf, (n ? n : 1) * sizeof(*c->request));
     c->request_len = weir_conf_alloc(cf, (n ? n : 1) * sizeof(*c->request_len));
@@ -387,12 +408,14 @@ static int build_requests(weir_conf_t *cf, weir_upstream_t *u, struct hc_upstrea
         static const char fmt[] = "GET %s HTTP/1.1\r\nHost: %.*s\r\nConnection: close\r\n"
                                   "User-Agent: weir-healthcheck\r\n\r\n";
         int len = snprintf(NULL, 0, fmt, c->check.path, (int)hlen, host);
-        char *req = weir_conf_alloc(cf, (size_t)len + 1);
-        if (len < 0 || req == NULL)
+        char *req = len < 0 ? NULL : weir_conf_alloc(cf, pre.len + (size_t)len + 1);
+        if (req == NULL)
             return -1;
-        snprintf(req, (size_t)len + 1, fmt, c->check.path, (int)hlen, host);
+        if (pre.len)
+            memcpy(req, pre.data, pre.len);
+        snprintf(req + pre.len, (size_t)len + 1, fmt, c->check.path, (int)hlen, host);
         c->request[i] = req;
-        c->request_len[i] = (size_t)len;
+        c->request_len[i] = pre.len + (size_t)len;
     }
     return 0;
 }

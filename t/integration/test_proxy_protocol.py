@@ -1267,3 +1267,37 @@ def test_config_from_empty_list(tmp_path):
                                 "    proxy_protocol_from: []"])
     assert rc == 1, out
     assert "proxy_protocol_from is empty" in out, out
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_http_health_checks_send_a_local_header(weir, origin, version):
+    """A server that requires a PROXY header must not be marked down by HTTP
+    health checks: they send one saying UNKNOWN (v1) or LOCAL (v2), since the
+    check is weir's own connection, and the server stays up for traffic."""
+    o = origin()
+    w = weir()
+    w.start(w.config(upstreams={"u": {"balancer": "roundrobin", "servers": [o.addr],
+                                      "send_proxy_protocol": version,
+                                      "health_check": {"type": "http", "path": "/hc",
+                                                       "interval": "200ms", "timeout": "150ms", "rise": 1,
+                                                       "fall": 1}}},
+                     routes=[{"path": "/", "upstream": "u"}],
+                     modules=MODULES + ["healthcheck"]))
+
+    def checks():
+        with o.lock:
+            return [(cid, o.headers.get(cid)) for cid, line in o.requests
+                    if line.startswith("GET /hc ")]
+    assert wait_for(lambda: len(checks()) >= 3, timeout=10), o.requests
+    for cid, hdr in checks():
+        if version == "v1":
+            assert hdr["version"] == 1 and hdr["proto"] == "UNKNOWN", hdr
+        else:
+            assert hdr["version"] == 2 and hdr["cmd"] == 0 and hdr["fam"] == 0, hdr
+    assert "is down" not in w.log(), w.log()
+    s = _client(w.port)
+    try:
+        assert _get(s, Reader(s), "/after")["line"].startswith("GET /after ")
+    finally:
+        s.close()
+    assert not o.errors, o.errors
