@@ -14,7 +14,9 @@
  * $remote_port, $server_addr and $server_port become what it says (LOCAL and
  * UNKNOWN keep the socket's). A missing, malformed or truncated header
  * closes the connection with nothing forwarded, and so does one that is not
- * complete within client_header_timeout (the core's handshake limit). Then
+ * complete within client_header_timeout (the core's handshake limit); each
+ * is logged (a truncated or slow one when the connection goes; one that
+ * sent nothing at all, as a TCP check does, is not). Then
  * the transport steps aside: the bytes after the header are HTTP on the
  * core's plain path. Refusals are logged at most once a second, with a count
  * of those not logged: one line per connection would let a scanner flood
@@ -211,7 +213,8 @@ static void log_refusal(weir_connection_t *c, const char *why)
 typedef struct reader {
     char *buf;
     size_t len, cap, off; /* after the handshake: buf[off..len) is HTTP */
-    int done;
+    int done, refused;
+    weir_connection_t *conn; /* for the log line of a header that never came */
 } reader_t;
 
 static int reader_input(void *state, const char *data, size_t len)
@@ -245,12 +248,14 @@ static int reader_handshake(weir_connection_t *c, void *state)
         char why[96];
         snprintf(why, sizeof(why), "invalid PROXY protocol header (%s)", pp_strerror((int)n));
         log_refusal(c, why);
+        rd->refused = 1;
         return WEIR_TRANSPORT_ERROR;
     }
     if (!res.local &&
         weir_connection_set_addresses(c, (const struct sockaddr *)&res.src,
                                       (const struct sockaddr *)&res.dst) < 0) {
         log_refusal(c, "PROXY protocol addresses not usable");
+        rd->refused = 1;
         return WEIR_TRANSPORT_ERROR;
     }
     rd->off = (size_t)n;
@@ -285,9 +290,17 @@ static size_t reader_output(void *state, char *buf, size_t cap)
     return 0;
 }
 
+/* The transport goes with its connection, or when it stepped aside. A
+ * header begun and never completed (the peer closed, or
+ * client_header_timeout passed) is a refusal too, logged like the others; a
+ * connection that sent nothing at all is not (load balancers' TCP checks
+ * and port probes do just that, all day). */
 static void reader_free(void *state)
 {
     reader_t *rd = state;
+    if (!rd->done && !rd->refused && rd->conn && rd->len)
+        log_refusal(rd->conn, "truncated PROXY protocol header (the peer closed, or "
+                              "client_header_timeout passed)");
     free(rd->buf);
     free(rd);
 }
@@ -339,6 +352,12 @@ static weir_result_t on_accept(weir_request_t *r)
     if (!lc || !lc->enabled || !trusted(lc, c))
         return WEIR_CONTINUE;
     reader_t *rd = calloc(1, sizeof(*rd));
+    if (rd) {
+        rd->conn = c;
+        /* looked up now, while the socket is open: a refusal logged when the
+         * connection is freed names the peer too */
+        (void)weir_connection_client_addr(c);
+    }
     if (!rd || weir_connection_set_transport(c, &reader_transport, rd) < 0) {
         free(rd);
         weir_log(&weir_module, WEIR_LOG_ERROR, "cannot read a PROXY header: out of memory");

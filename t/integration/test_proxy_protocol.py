@@ -622,6 +622,7 @@ def test_refused_truncated_then_half_closed(weir, backend, part):
     w, b = _start(weir, backend)
     _assert_refused(w, b, part, half_close=True)
     _assert_still_serves(w, b)
+    assert wait_for(lambda: "truncated PROXY protocol header" in w.log(), 5), w.log()
 
 
 @pytest.mark.parametrize("part", [b"PROXY TCP4 1.2.3.4 5.6", v2_inet("1.2.3.4", "5.6.7.8", 1, 2)[:15]],
@@ -632,6 +633,7 @@ def test_refused_too_slow(weir, backend, part):
     w, b = _start(weir, backend, limits={"client_header_timeout": "1s"})
     _assert_refused(w, b, part, wait=CLOSE_WAIT)
     _assert_still_serves(w, b)
+    assert wait_for(lambda: "truncated PROXY protocol header" in w.log(), 5), w.log()
 
 
 def test_refused_too_slow_even_while_trickling(weir, backend):
@@ -1301,3 +1303,17 @@ def test_http_health_checks_send_a_local_header(weir, origin, version):
     finally:
         s.close()
     assert not o.errors, o.errors
+
+
+def test_connection_that_sends_nothing_is_not_logged(weir, backend):
+    """Load balancers' TCP checks connect and close without a byte: no log
+    line for those (they would also use up the once-a-second line that a
+    real refusal then needs)."""
+    w, b = _start(weir, backend)
+    for _ in range(3):
+        s = _client(w.port)
+        s.close()
+    time.sleep(0.3)
+    assert "closed:" not in w.log(), w.log()
+    _assert_refused(w, b, b"PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n")
+    assert wait_for(lambda: "closed: invalid PROXY protocol header" in w.log(), 5), w.log()
