@@ -733,6 +733,66 @@ class Backend:
         return False
 
 
+class RawUpstream:
+    """A threaded raw-socket origin on 127.0.0.1 for the tests that script the
+    bytes themselves: serve(up, sock, reader, conn_id) runs per connection
+    (pass it, or override serve in a subclass); a script error other than the
+    peer going away is kept in up.errors. rcvbuf pins SO_RCVBUF of the
+    accepted sockets (no autotuning), so an origin that stops reading stalls
+    its sender soon."""
+
+    def __init__(self, serve=None, rcvbuf=None, timeout=10.0):
+        if serve is not None:
+            self.serve = lambda sock, rd, cid: serve(self, sock, rd, cid)
+        self.timeout = timeout
+        self.connections = 0
+        self.lock = threading.Lock()
+        self.socks = []
+        self.errors = []
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if rcvbuf:
+            self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.addr = "127.0.0.1:%d" % self.lsock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def serve(self, sock, rd, cid):
+        raise NotImplementedError
+
+    def _accept(self):
+        while True:
+            try:
+                s, _ = self.lsock.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+                cid = self.connections
+                self.socks.append(s)
+            threading.Thread(target=self._run, args=(s, cid), daemon=True).start()
+
+    def _run(self, s, cid):
+        s.settimeout(self.timeout)
+        try:
+            self.serve(s, Reader(s), cid)
+        except (Eof, OSError):
+            pass
+        except Exception as e:      # noqa: BLE001 - a script error must show in the test
+            self.errors.append(repr(e))
+        finally:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def stop(self):
+        with self.lock:
+            socks = list(self.socks)
+        shutdown_server(self.lsock, socks)
+
+
 def raw_handler(data, keep=False):
     """A Backend.on() handler that answers with exact bytes."""
     def fn(ctx, req):

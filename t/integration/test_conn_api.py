@@ -9,13 +9,12 @@ Every socket operation has a timeout; nothing here asserts a duration."""
 import os
 import signal
 import socket
-import threading
 import time
 
 import pytest
 
-from conftest import (Eof, Headers, Reader, connect, free_port, get, parse_headers, pattern,
-                      pattern_sha256, read_response, sha256, shutdown_server, wait_for)
+from conftest import (Eof, Headers, RawUpstream, Reader, connect, free_port, get, parse_headers,
+                      pattern, pattern_sha256, read_response, sha256, wait_for)
 
 MiB = 1 << 20
 OP = 6.0
@@ -450,73 +449,38 @@ def test_conf_done_lists_listeners(weir, backend):
 # ------------------------------------------- upstream_connect and pool key
 
 
-class RawUpstream:
-    """A threaded origin; every connection must start with the preamble, then
-    carries keepalive requests answered "conn=<id>". Records per connection
-    the X-Tenant values it saw."""
+class PreambleOrigin(RawUpstream):
+    """Every connection must start with the preamble, then carries keepalive
+    requests answered "conn=<id>". Records per connection the X-Tenant values
+    it saw."""
 
     def __init__(self, preamble):
         self.preamble = preamble
-        self.connections = 0
         self.tenants = {}
-        self.errors = []
-        self.lock = threading.Lock()
-        self.socks = []
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(64)
-        self.addr = "127.0.0.1:%d" % self.lsock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(timeout=OP)
 
-    def _accept(self):
-        while True:
-            try:
-                s, _ = self.lsock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-                cid = self.connections
-                self.socks.append(s)
-                self.tenants[cid] = []
-            threading.Thread(target=self._run, args=(s, cid), daemon=True).start()
-
-    def _run(self, s, cid):
-        s.settimeout(OP)
-        rd = Reader(s)
-        try:
-            first = rd.read_exact(len(self.preamble))
-            if first != self.preamble:
-                self.errors.append("conn %d began with %r" % (cid, first + bytes(rd.buf[:40])))
-                return
-            while True:
-                head = rd.read_until(b"\r\n\r\n")
-                lines = head[:-4].split(b"\r\n")
-                hs = Headers(parse_headers(lines[1:]))
-                if hs.get("content-length"):
-                    rd.read_exact(int(hs.get("content-length")))
-                with self.lock:
-                    self.tenants[cid].append(hs.get("X-Tenant"))
-                body = b"conn=%d" % cid
-                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
-        except (Eof, OSError):
-            pass
-        finally:
-            try:
-                s.close()
-            except OSError:
-                pass
-
-    def stop(self):
+    def serve(self, s, rd, cid):
         with self.lock:
-            socks = list(self.socks)
-        shutdown_server(self.lsock, socks)
+            self.tenants[cid] = []
+        first = rd.read_exact(len(self.preamble))
+        if first != self.preamble:
+            self.errors.append("conn %d began with %r" % (cid, first + bytes(rd.buf[:40])))
+            return
+        while True:
+            head = rd.read_until(b"\r\n\r\n")
+            lines = head[:-4].split(b"\r\n")
+            hs = Headers(parse_headers(lines[1:]))
+            if hs.get("content-length"):
+                rd.read_exact(int(hs.get("content-length")))
+            with self.lock:
+                self.tenants[cid].append(hs.get("X-Tenant"))
+            body = b"conn=%d" % cid
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
 
 
 def test_preamble_and_pool_key(weir):
-    keyed = RawUpstream(b"HELLO\n")
-    shared = RawUpstream(b"HELLO\n")
+    keyed = PreambleOrigin(b"HELLO\n")
+    shared = PreambleOrigin(b"HELLO\n")
     try:
         w, (port,) = _start(weir, None, [{}], upstreams={
             "keyed": {"servers": [keyed.addr], "conntest_preamble": "HELLO\n",

@@ -2,7 +2,7 @@
 the request head is sent, so an early answer (413, 401) reaches the client
 during an upload"), and an HTTP/1.1 `Upgrade: h2c` is dropped, not refused.
 
-RawUpstream below is a raw-socket origin whose per-connection script decides
+RawUpstream (conftest) is a raw-socket origin whose per-connection script decides
 when to read and when to answer (the conftest Backend reads a whole request
 before it answers, which is what these tests must not depend on).
 
@@ -12,63 +12,11 @@ import select
 import socket
 import threading
 
-from conftest import (Eof, Reader, connect, parse_headers, read_response, shutdown_server,
-                      simple_proxy, wait_for)
+from conftest import (Eof, RawUpstream, Reader, connect, parse_headers, read_response,
+                      shutdown_server, simple_proxy, wait_for)
 
 MiB = 1 << 20
 OP = 10.0
-
-
-class RawUpstream:
-    """A threaded origin on 127.0.0.1; serve(up, sock, reader, conn_id) runs per
-    connection. rcvbuf pins SO_RCVBUF of the accepted sockets (no autotuning),
-    so an origin that stops reading stalls its sender soon."""
-
-    def __init__(self, serve, rcvbuf=None):
-        self.serve = serve
-        self.connections = 0
-        self.lock = threading.Lock()
-        self.socks = []
-        self.errors = []
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if rcvbuf:
-            self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(64)
-        self.addr = "127.0.0.1:%d" % self.lsock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                s, _ = self.lsock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.connections += 1
-                cid = self.connections
-                self.socks.append(s)
-            threading.Thread(target=self._run, args=(s, cid), daemon=True).start()
-
-    def _run(self, s, cid):
-        s.settimeout(OP)
-        try:
-            self.serve(self, s, Reader(s), cid)
-        except (Eof, OSError):
-            pass
-        except Exception as e:      # noqa: BLE001 - a script error must show in the test
-            self.errors.append(repr(e))
-        finally:
-            try:
-                s.close()
-            except OSError:
-                pass
-
-    def stop(self):
-        with self.lock:
-            socks = list(self.socks)
-        shutdown_server(self.lsock, socks)
 
 
 def _read_head(rd):
@@ -132,7 +80,7 @@ def test_early_413_reaches_client_during_upload(weir):
                 state["upstream_closed"] = "still open"
             return
 
-    up = RawUpstream(serve, rcvbuf=65536)
+    up = RawUpstream(serve, rcvbuf=65536, timeout=OP)
     try:
         w = simple_proxy(weir, up, upstream_extra={"retries": 0, "read_timeout": "3s"})
         s = connect(w.port, timeout=OP)
@@ -273,7 +221,7 @@ def test_streaming_echo_is_full_duplex(weir):
                 assert rd.read_exact(2) == b"\r\n"
                 sock.sendall(b"%x\r\n%s\r\n" % (len(data), data))
 
-    up = RawUpstream(serve)
+    up = RawUpstream(serve, timeout=OP)
     try:
         w = simple_proxy(weir, up, upstream_extra={"retries": 0})
         s = connect(w.port, timeout=OP)

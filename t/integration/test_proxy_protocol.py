@@ -26,13 +26,12 @@ import signal
 import socket
 import struct
 import subprocess
-import threading
 import time
 
 import pytest
 
-from conftest import (MODULES_DIR, WEIR_BIN, Eof, Headers, Reader, connect, free_port,
-                      parse_headers, read_response, shutdown_server, wait_for)
+from conftest import (MODULES_DIR, WEIR_BIN, Eof, Headers, RawUpstream, Reader, connect,
+                      free_port, parse_headers, read_response, wait_for)
 
 MODULES = ["router", "lb_roundrobin", "proxy_protocol", "headers"]
 ADDR_HEADERS = {"set": {"X-Remote-Addr": "$remote_addr", "X-Remote-Port": "$remote_port",
@@ -880,69 +879,39 @@ def _parse_pp(rd):
                          % (first + bytes(rd.buf[:100])))
 
 
-class PPOrigin:
+class PPOrigin(RawUpstream):
     """An origin that expects a PROXY header on each connection, then serves
     keepalive HTTP/1.1 requests with 200 and a JSON body naming the connection."""
 
     def __init__(self, close_after=False):
         self.close_after = close_after   # close (no Connection: close) after each answer
-        self.lock = threading.Lock()
-        self.connections = 0
         self.headers = {}       # conn id -> parsed PROXY header
         self.requests = []      # (conn id, request line)
-        self.errors = []
-        self.socks = []
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
-        self.lsock.listen(64)
-        self.addr = "127.0.0.1:%d" % self.lsock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(timeout=OP * 3)
 
-    def _accept(self):
+    def serve(self, s, rd, cid):
+        hdr = _parse_pp(rd)
+        with self.lock:
+            self.headers[cid] = hdr
         while True:
             try:
-                s, _ = self.lsock.accept()
-            except OSError:
+                head = rd.read_until(b"\r\n\r\n")
+            except Eof:
                 return
+            lines = head[:-4].split(b"\r\n")
+            hs = {k.lower(): v for k, v in parse_headers(lines[1:])}
             with self.lock:
-                self.connections += 1
-                cid = self.connections
-                self.socks.append(s)
-            threading.Thread(target=self._run, args=(s, cid), daemon=True).start()
-
-    def _run(self, s, cid):
-        s.settimeout(OP * 3)
-        rd = Reader(s)
-        try:
-            hdr = _parse_pp(rd)
-            with self.lock:
-                self.headers[cid] = hdr
-            while True:
-                try:
-                    head = rd.read_until(b"\r\n\r\n")
-                except Eof:
-                    return
-                lines = head[:-4].split(b"\r\n")
-                hs = {k.lower(): v for k, v in parse_headers(lines[1:])}
-                with self.lock:
-                    self.requests.append((cid, lines[0].decode("latin-1")))
-                if "content-length" in hs:
-                    rd.read_exact(int(hs["content-length"]))
-                if "upgrade" in hs:
-                    self._tunnel(s, rd, hs)
-                    return
-                body = json.dumps({"conn": cid, "line": lines[0].decode("latin-1")}).encode()
-                s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
-                if self.close_after:
-                    return
-        except (Eof, OSError):
-            pass
-        except Exception as e:      # noqa: BLE001 - shows in the test
-            self.errors.append(repr(e))
-        finally:
-            s.close()
+                self.requests.append((cid, lines[0].decode("latin-1")))
+            if "content-length" in hs:
+                rd.read_exact(int(hs["content-length"]))
+            if "upgrade" in hs:
+                self._tunnel(s, rd, hs)
+                return
+            body = json.dumps({"conn": cid, "line": lines[0].decode("latin-1")}).encode()
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+            if self.close_after:
+                return
 
     @staticmethod
     def _tunnel(s, rd, hs):
@@ -958,10 +927,6 @@ class PPOrigin:
                 return
             s.sendall(d.upper())
 
-    def stop(self):
-        with self.lock:
-            socks = list(self.socks)
-        shutdown_server(self.lsock, socks)
 
 
 @pytest.fixture
