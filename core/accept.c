@@ -53,7 +53,8 @@ static void handshake_done(conn_t *c, int ok)
 
 static void start_handshake(conn_t *c)
 {
-    conn_handshake(c, c->listener->limits.client_header_timeout, handshake_done);
+    uint64_t ms = c->handshake_ms ? c->handshake_ms : c->listener->limits.client_header_timeout;
+    conn_handshake(c, ms, handshake_done);
 }
 
 /* The accept chain runs on a stub request (no head, no response): a

@@ -733,18 +733,32 @@ static void tr_pump(conn_t *c)
     size_t wl = 0;
     if (!p->wire && !(p->wire = buf_get()))
         c->tr_failed = 1; /* the owner hears of it below */
-    /* output() after every write(), into wire[] while it has room: a
-     * transport is asked to take more only once it handed over what it made
-     * (so one with a bounded buffer always has room) */
+    /* The owner's pieces go to write() back to back, so a transport can
+     * put a response head and its body in one record; output() comes when
+     * the transport took less than offered (it is full), after WIRE_SIZE
+     * bytes, and at the end, and wire[] is filled only while it has room.
+     * A transport is asked to take more only once it handed over what it
+     * made, so one with a bounded buffer always has room. */
+    size_t fed = 0;
     while (q && q->left && !c->tr_failed && wl < WIRE_SIZE) {
         struct iovec *v = &q->iov[q->first];
-        long k = c->tr->write(c->tr_state, v->iov_base, v->iov_len);
-        if (k <= 0) {
+        size_t offered = v->iov_len;
+        long k = c->tr->write(c->tr_state, v->iov_base, offered);
+        if (k < 0) {
             c->tr_failed = 1;
             break;
         }
         wq_advance(q, (size_t)k);
-        wl += c->tr->output(c->tr_state, p->wire + wl, WIRE_SIZE - wl);
+        fed += (size_t)k;
+        if ((size_t)k == offered && q->left && fed < WIRE_SIZE)
+            continue;
+        size_t made = c->tr->output(c->tr_state, p->wire + wl, WIRE_SIZE - wl);
+        wl += made;
+        fed = 0;
+        if (k == 0 && made == 0) { /* took nothing and made nothing: stuck */
+            c->tr_failed = 1;
+            break;
+        }
     }
     if (p->wire && wl < WIRE_SIZE)
         wl += c->tr->output(c->tr_state, p->wire + wl, WIRE_SIZE - wl);
@@ -1108,6 +1122,45 @@ const struct sockaddr *weir_connection_client_addr(weir_connection_t *c)
 const struct sockaddr *weir_connection_server_addr(weir_connection_t *c)
 {
     return c->upstream ? conn_peer(c) : conn_local(c);
+}
+
+void weir_connection_set_secure(weir_connection_t *c)
+{
+    c->secure = 1;
+}
+
+int weir_connection_is_secure(const weir_connection_t *c)
+{
+    return c->secure;
+}
+
+/* The protocols the core speaks, by ALPN name; h2 joins with HTTP/2. */
+static int alpn_code(weir_str_t name)
+{
+    if (name.len == 8 && memcmp(name.data, "http/1.1", 8) == 0)
+        return CONN_ALPN_HTTP1;
+    return -1;
+}
+
+int weir_protocol_supported(weir_str_t alpn)
+{
+    return alpn_code(alpn) > 0;
+}
+
+int weir_connection_set_protocol(weir_connection_t *c, weir_str_t alpn)
+{
+    int code = alpn_code(alpn);
+    if (code < 0)
+        return -1;
+    c->alpn = (unsigned char)code;
+    return 0;
+}
+
+void weir_connection_set_handshake_timeout(weir_connection_t *c, uint64_t ms)
+{
+    if (ms > UINT32_MAX)
+        ms = UINT32_MAX;
+    c->handshake_ms = (uint32_t)ms;
 }
 
 static int set_addr(conn_addr_t *a, const struct sockaddr *sa)

@@ -14,6 +14,7 @@
 
 #include "arena.h"
 #include "request.h"
+#include "vars.h"
 
 static int out_str(weir_str_t v, weir_str_t *out)
 {
@@ -272,8 +273,14 @@ GETTER(v_proxy_add_x_forwarded_for)
     return 0;
 }
 
-/* TLS variables are unset until the tls module exists (issue: tls). */
+/* The tls module fills these in (vars_reserve); without it they are unset. */
 GETTER(v_unset) { (void)r; UNUSED_SFX; (void)out; return 1; }
+
+static const char *const tls_vars[] = {
+    "ssl_protocol",       "ssl_cipher",      "ssl_server_name",        "ssl_session_reused",
+    "ssl_alpn_protocol",  "ssl_client_verify", "ssl_client_s_dn",      "ssl_client_i_dn",
+    "ssl_client_fingerprint", "ssl_client_serial",
+};
 
 int core_vars_register(weir_conf_t *cf)
 {
@@ -315,9 +322,6 @@ int core_vars_register(weir_conf_t *cf)
         {"upstream_header_time", 0, v_upstream_header_time},
         {"upstream_response_time", 0, v_upstream_response_time},
         {"proxy_add_x_forwarded_for", 0, v_proxy_add_x_forwarded_for},
-        {"ssl_protocol", 0, v_unset},
-        {"ssl_cipher", 0, v_unset},
-        {"ssl_server_name", 0, v_unset},
         {"http_", WEIR_VAR_PREFIX, v_http},
         {"sent_http_", WEIR_VAR_PREFIX, v_sent_http},
         {"cookie_", WEIR_VAR_PREFIX, v_cookie},
@@ -325,6 +329,9 @@ int core_vars_register(weir_conf_t *cf)
     };
     for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
         if (weir_var_register(cf, vars[i].name, vars[i].flags, vars[i].get) < 0)
+            return -1;
+    for (size_t i = 0; i < sizeof(tls_vars) / sizeof(tls_vars[0]); i++)
+        if (vars_reserve(cf, tls_vars[i], v_unset) < 0)
             return -1;
     return 0;
 }

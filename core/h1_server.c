@@ -122,6 +122,7 @@ static weir_request_t *attach_request(h1_conn_t *h)
         return NULL;
     }
     r->conn = h->conn;
+    r->tls = h->conn->secure;
     r->ds = &h1_downstream;
     r->ds_ctx = x;
     r->listener = h->listener;

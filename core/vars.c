@@ -40,15 +40,22 @@ static int valid_name(const char *s)
     return 1;
 }
 
-int weir_var_register(weir_conf_t *cf, const char *name, unsigned flags, weir_var_get_fn get)
+static int add_var(weir_conf_t *cf, const char *name, unsigned flags, weir_var_get_fn get)
 {
     if (!name || !get || !valid_name(name) || vars_init(cf) < 0)
         return -1;
     struct vars *vs = cf->vars;
     size_t len = strlen(name);
     for (size_t i = 0; i < vs->n; i++) {
-        if (vs->v[i].len == len && memcmp(vs->v[i].name, name, len) == 0)
+        var_def_t *v = &vs->v[i];
+        if (v->len != len || memcmp(v->name, name, len) != 0)
+            continue;
+        if (!(v->flags & VAR_RESERVED))
             return -1;
+        /* the module that owns a reserved name fills it in, once */
+        v->get = get;
+        v->flags = flags & WEIR_VAR_PREFIX;
+        return 0;
     }
     if (vs->n == vs->cap) {
         /* the old array stays in the arena; registration is rare and small */
@@ -65,8 +72,18 @@ int weir_var_register(weir_conf_t *cf, const char *name, unsigned flags, weir_va
     if (!copy)
         return -1;
     vs->v[vs->n++] = (var_def_t){
-        .name = copy, .len = len, .flags = flags & WEIR_VAR_PREFIX, .get = get};
+        .name = copy, .len = len, .flags = flags & (WEIR_VAR_PREFIX | VAR_RESERVED), .get = get};
     return 0;
+}
+
+int weir_var_register(weir_conf_t *cf, const char *name, unsigned flags, weir_var_get_fn get)
+{
+    return add_var(cf, name, flags & WEIR_VAR_PREFIX, get);
+}
+
+int vars_reserve(weir_conf_t *cf, const char *name, weir_var_get_fn unset)
+{
+    return add_var(cf, name, VAR_RESERVED, unset);
 }
 
 const var_def_t *vars_find(const weir_conf_t *cf, const char *name, size_t len)

@@ -18,6 +18,13 @@ typedef struct var_def {
     weir_var_get_fn get;
 } var_def_t;
 
+/* A name the core reserves for a module (the tls module's $ssl_*): the
+ * getter `unset` serves it until that module registers the name with
+ * weir_var_register, which then replaces it, so a config that logs
+ * $ssl_protocol loads with or without the module. 0 or -1. */
+#define VAR_RESERVED 0x100u
+int vars_reserve(weir_conf_t *cf, const char *name, weir_var_get_fn unset);
+
 /* Creates an empty registry in cf->vars (conf arena) if there is none yet.
  * The caller registers the core variables next. 0 or -1 (out of memory). */
 int vars_init(weir_conf_t *cf);

@@ -45,6 +45,12 @@
  *        weir_listener_node); the upstream_connect hook (a trailing descriptor
  *        field) with weir_connection_write for a preamble and
  *        weir_request_set_pool_key; weir_shm_zone_created.
+ *   1.4  TLS: weir_connection_set_secure / is_secure ($scheme), the ALPN
+ *        result (weir_connection_set_protocol, weir_protocol_supported),
+ *        weir_connection_set_handshake_timeout; the reserved $ssl_* variable
+ *        names a module fills in; a transport's write() may take 0 bytes
+ *        when full, and the core offers a send's pieces back to back before
+ *        output() (records gather small pieces).
  */
 #ifndef WEIR_MODULE_H
 #define WEIR_MODULE_H
@@ -59,7 +65,7 @@ extern "C" {
 #endif
 
 #define WEIR_ABI_MAJOR 1
-#define WEIR_ABI_MINOR 3
+#define WEIR_ABI_MINOR 4
 
 /* Marks the descriptor as the one symbol a module exports. */
 #define WEIR_MODULE_EXPORT __attribute__((visibility("default")))
@@ -415,7 +421,7 @@ int weir_connection_cleanup(weir_connection_t *c, void (*fn)(void *arg), void *a
  *
  * On a client connection a transport is attached in the accept phase; its
  * handshake runs before the protocol reads a byte, limited by
- * client_header_timeout. On an upstream connection it is attached in the
+ * client_header_timeout or weir_connection_set_handshake_timeout (1.4). On an upstream connection it is attached in the
  * upstream_connect hook and its handshake runs before the request is sent,
  * limited by connect_timeout.
  */
@@ -437,8 +443,12 @@ typedef struct weir_transport {
     /* Plaintext for the protocol: bytes written to buf (> 0), or AGAIN,
      * EOF, ERROR. */
     long (*read)(void *state, char *buf, size_t cap);
-    /* Plaintext from the protocol: bytes taken (> 0, maybe fewer than len),
-     * or ERROR. */
+    /* Plaintext from the protocol: bytes taken (maybe fewer than len, 0
+     * only when the transport is full), or ERROR. The core offers the
+     * pieces of a send back to back and calls output() when the transport
+     * took less than offered and when the pieces are all taken (1.4: before,
+     * after each piece), so a transport may gather small pieces into one
+     * record; bytes it holds must come out of output(). */
     long (*write)(void *state, const char *data, size_t len);
     /* Copies up to cap wire bytes waiting to be sent into buf; returns how
      * many (0: none). */
@@ -454,6 +464,21 @@ typedef struct weir_transport {
 /* Attaches a transport (in the accept phase, or in upstream_connect). One
  * per connection: 0, or -1 if one is attached already. */
 int weir_connection_set_transport(weir_connection_t *c, const weir_transport_t *t, void *state);
+/* (1.4) What a transport learnt, for the core. A secure connection (TLS)
+ * gives its requests $scheme "https". */
+void weir_connection_set_secure(weir_connection_t *c);
+int weir_connection_is_secure(const weir_connection_t *c);
+/* The application protocol the handshake chose (ALPN), "http/1.1" or, once
+ * the core speaks HTTP/2, "h2": the core serves the connection with it.
+ * 0, or -1 for a protocol the core does not speak. */
+int weir_connection_set_protocol(weir_connection_t *c, weir_str_t alpn);
+/* Whether the core speaks an ALPN protocol, for config checks and
+ * defaults. */
+int weir_protocol_supported(weir_str_t alpn);
+/* The limit of a client connection's transport handshake, set in the
+ * accept phase (default client_header_timeout); 0 keeps the default. */
+void weir_connection_set_handshake_timeout(weir_connection_t *c, uint64_t ms);
+
 /* Bytes to send first on a new upstream connection, before the request and
  * before any transport sees a byte (a PROXY header); copied. Only in
  * upstream_connect. 0, or -1. */
@@ -477,7 +502,12 @@ typedef int (*weir_var_get_fn)(weir_request_t *r, weir_str_t suffix, weir_str_t 
 #define WEIR_VAR_PREFIX 1u
 
 /* Register a variable at config time (in the module's conf_init hook, before
- * any template is compiled). 0, or -1 if the name is taken. */
+ * any template is compiled). 0, or -1 if the name is taken. (1.4) The core
+ * reserves the $ssl_* names of the tls module (ssl_protocol, ssl_cipher,
+ * ssl_server_name, ssl_session_reused, ssl_alpn_protocol, ssl_client_verify,
+ * ssl_client_s_dn, ssl_client_i_dn, ssl_client_fingerprint,
+ * ssl_client_serial): unset until a module registers one, which then
+ * replaces the core's, once. */
 int weir_var_register(weir_conf_t *cf, const char *name, unsigned flags, weir_var_get_fn get);
 
 /* Compile text with "$name" and "${name}" references; unknown variables are a
