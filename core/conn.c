@@ -45,6 +45,10 @@ struct conn_extra {
     cleanup_t *cleanups;
     char *preamble;
     size_t preamble_len;
+    /* a second transport, waiting for the first to step aside (a PROXY
+     * header reader, then TLS) */
+    const weir_transport_t *tr_next;
+    void *tr_next_state;
 };
 
 void (*conn_on_client_closed)(void);
@@ -389,6 +393,7 @@ static void deliver_plain(conn_t *c)
 }
 
 static void step_handshake(conn_t *c);
+static struct conn_extra *extra_of(weir_connection_t *c);
 
 static void linger_recv(conn_t *c, int res, int bid)
 {
@@ -568,18 +573,51 @@ static int detach_transport(conn_t *c)
     return 0;
 }
 
+/* The transport that waited takes over from one that stepped aside, and
+ * starts from the bytes that one left. 0, or -1. */
+static int next_transport(conn_t *c)
+{
+    struct conn_extra *x = c->extra;
+    struct conn_plain *p = c->plain;
+    c->tr = x->tr_next;
+    c->tr_state = x->tr_next_state;
+    x->tr_next = NULL;
+    x->tr_next_state = NULL;
+    int rc = 0;
+    if (p->leftover) {
+        rc = c->tr->input(c->tr_state, p->in + p->in_off, p->in_len - p->in_off);
+        p->leftover = 0;
+        buf_put(p->in);
+        p->in = NULL;
+    }
+    return rc < 0 ? -1 : 0;
+}
+
 static void step_handshake(conn_t *c)
 {
-    int rc = c->tr->handshake(c, c->tr_state);
-    tr_pump(c);
-    if (rc == WEIR_TRANSPORT_AGAIN) {
-        arm_recv(c);
-        return;
+    int rc;
+    for (;;) {
+        rc = c->tr->handshake ? c->tr->handshake(c, c->tr_state) : WEIR_TRANSPORT_DONE;
+        tr_pump(c);
+        if (rc == WEIR_TRANSPORT_AGAIN && !c->tr_failed) {
+            arm_recv(c);
+            return;
+        }
+        if (rc != WEIR_TRANSPORT_DETACH)
+            break;
+        if (detach_transport(c) < 0) {
+            rc = WEIR_TRANSPORT_ERROR;
+            break;
+        }
+        if (!c->extra || !c->extra->tr_next)
+            break;
+        if (next_transport(c) < 0) {
+            rc = WEIR_TRANSPORT_ERROR;
+            break;
+        }
     }
     c->handshaking = 0;
     conn_timer(c, CONN_TIMER_READ, 0);
-    if (rc == WEIR_TRANSPORT_DETACH && detach_transport(c) < 0)
-        rc = WEIR_TRANSPORT_ERROR;
     c->handshake_done(c, rc == WEIR_TRANSPORT_DONE || rc == WEIR_TRANSPORT_DETACH);
 }
 
@@ -597,10 +635,18 @@ void conn_handshake(conn_t *c, uint64_t timeout_ms, void (*done)(conn_t *c, int 
 
 int weir_connection_set_transport(weir_connection_t *c, const weir_transport_t *t, void *state)
 {
-    if (c->tr || !t || !t->input || !t->read || !t->write || !t->output || !plain_buffers(c))
+    if (!t || !t->input || !t->read || !t->write || !t->output || !plain_buffers(c))
         return -1;
-    c->tr = t;
-    c->tr_state = state;
+    if (!c->tr) {
+        c->tr = t;
+        c->tr_state = state;
+        return 0;
+    }
+    struct conn_extra *x = extra_of(c);
+    if (!x || x->tr_next || !c->tr->handshake)
+        return -1;
+    x->tr_next = t;
+    x->tr_next_state = state;
     return 0;
 }
 
@@ -961,6 +1007,8 @@ static void run_cleanups(conn_t *c)
         e->fn(e->arg);
         free(e);
     }
+    if (x->tr_next && x->tr_next->free)
+        x->tr_next->free(x->tr_next_state);
     free(x->ctx);
     free(x->preamble);
     free(x);

@@ -48,7 +48,8 @@
  *   1.4  TLS: weir_connection_set_secure / is_secure ($scheme), the ALPN
  *        result (weir_connection_set_protocol, weir_protocol_supported),
  *        weir_connection_set_handshake_timeout; the reserved $ssl_* variable
- *        names a module fills in; a transport's write() may take 0 bytes
+ *        names a module fills in; a second transport waits for the first to
+ *        detach; a transport's write() may take 0 bytes
  *        when full, and the core offers a send's pieces back to back before
  *        output() (records gather small pieces).
  */
@@ -461,8 +462,11 @@ typedef struct weir_transport {
     void (*free)(void *state);
 } weir_transport_t;
 
-/* Attaches a transport (in the accept phase, or in upstream_connect). One
- * per connection: 0, or -1 if one is attached already. */
+/* Attaches a transport (in the accept phase, or in upstream_connect): 0, or
+ * -1. (1.4) A second one waits for the first to step aside (DETACH), then
+ * takes the bytes it left and runs its own handshake: a PROXY header
+ * reader, then TLS. A third, or a second behind one without a handshake,
+ * is refused. */
 int weir_connection_set_transport(weir_connection_t *c, const weir_transport_t *t, void *state);
 /* (1.4) What a transport learnt, for the core. A secure connection (TLS)
  * gives its requests $scheme "https". */
