@@ -15,6 +15,8 @@
 #   tools/dev.sh valgrind [--all] [-- PYTEST-ARGS]
 #                                   deps, build, integration tests under memcheck
 #   tools/dev.sh bench [ARGS...]    deps, release build, tools/bench ARGS
+#   tools/dev.sh testssl [OUT_DIR]  deps, build, testssl.sh against a default HTTPS
+#                                   listener (tools/testssl-weir); fails on findings
 #
 # Never prompts. Works as root, or through sudo when not root.
 set -euo pipefail
@@ -262,8 +264,14 @@ cmd_bench() {
         --modules "$(modules_dir "$ROOT/build-release")" "$@"
 }
 
+cmd_testssl() {
+    cmd_deps
+    cmd_build
+    exec "$ROOT/tools/testssl-weir" "$ROOT/build" "$@"
+}
+
 usage() {
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 [ $# -ge 1 ] || { usage >&2; exit 2; }
@@ -276,6 +284,7 @@ case "$sub" in
     fuzz)  cmd_fuzz "$@" ;;
     valgrind) cmd_valgrind "$@" ;;
     bench) cmd_bench "$@" ;;
+    testssl) cmd_testssl "$@" ;;
     -h|--help|help) usage ;;
     *) usage >&2; exit 2 ;;
 esac

@@ -21,7 +21,7 @@
  *
  * Defaults follow Mozilla's "intermediate" profile (v5.7): TLS 1.2 and 1.3,
  * ECDHE with AES-GCM and ChaCha20 (and DHE with the RFC 7919 groups) for
- * 1.2, the client's cipher order, X25519/P-256/P-384. TLSv1 and TLSv1.1 are
+ * 1.2, X25519/P-256/P-384; but the server's cipher order (see base_options). TLSv1 and TLSv1.1 are
  * refused as config errors (RFC 8996); OpenSSL's security level 2 would
  * refuse them anyway.
  *
@@ -35,6 +35,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
@@ -193,12 +194,31 @@ static int set_ciphers(weir_conf_t *cf, const weir_node_t *map, SSL_CTX *ctx)
     return 0;
 }
 
-/* Settings every context of weir shares. */
+/* Settings every context of weir shares. The server's cipher order wins
+ * (HAProxy's default; nginx and Mozilla leave it to the client), except
+ * that a client which puts ChaCha20 first (no AES hardware) gets it. */
 static void base_options(SSL_CTX *ctx)
 {
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_PRIORITIZE_CHACHA);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_dh_auto(ctx, 1);
+}
+
+/* DHE (TLS 1.2, for old clients with RSA certificates) uses RFC 7919's
+ * ffdhe2048, as Mozilla advises, not OpenSSL's automatic pick (RFC 3526's
+ * group 14, which testssl flags as a common prime). */
+static int set_dh_group(SSL_CTX *ctx)
+{
+    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(NULL, "DH", NULL);
+    EVP_PKEY *params = NULL;
+    OSSL_PARAM p[] = {OSSL_PARAM_construct_utf8_string("group", "ffdhe2048", 0),
+                      OSSL_PARAM_construct_end()};
+    int ok = pc && EVP_PKEY_paramgen_init(pc) > 0 && EVP_PKEY_CTX_set_params(pc, p) > 0 &&
+             EVP_PKEY_paramgen(pc, &params) > 0 && SSL_CTX_set0_tmp_dh_pkey(ctx, params);
+    if (!ok)
+        EVP_PKEY_free(params);
+    EVP_PKEY_CTX_free(pc);
+    return ok ? 0 : -1;
 }
 
 /* --------------------------------------------------------- certificates */
@@ -282,6 +302,11 @@ static SSL_CTX *server_ctx_new(weir_conf_t *cf, const weir_node_t *map, tls_serv
         return NULL;
     }
     base_options(ctx);
+    if (set_dh_group(ctx) < 0) {
+        fail_ssl(cf, map, "tls: DH group ffdhe2048", NULL);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
     if (!srv->tickets)
         SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     if (set_protocols(cf, weir_node_get(map, "protocols"), ctx) < 0 ||

@@ -211,8 +211,8 @@ static tls_conn_t *conn_new(SSL_CTX *ctx, weir_connection_t *c)
     if (!bio)
         goto fail;
     BIO_set_data(bio, t);
-    /* one BIO for both directions: SSL_set_bio takes a reference per use */
-    BIO_up_ref(bio);
+    /* one BIO for both directions: given as both, SSL_set_bio takes its
+     * one reference */
     SSL_set_bio(t->ssl, bio, bio);
     SSL_set_app_data(t->ssl, t);
     return t;
