@@ -18,6 +18,10 @@ new upstream connection (PPOrigin here parses it), and such connections are
 pooled apart by that header; chained (a header in, one out), over an Upgrade
 tunnel, and after the origin closes an idle connection.
 
+With module tls on the same listener: the PROXY header comes first, then
+TLS (apart, or in one segment with the ClientHello), an untrusted peer
+starts with TLS, and a ClientHello without the header is refused.
+
 Every socket operation has a generous timeout; nothing asserts a duration."""
 
 import json
@@ -1282,3 +1286,136 @@ def test_connection_that_sends_nothing_is_not_logged(weir, backend):
     assert "closed:" not in w.log(), w.log()
     _assert_refused(w, b, b"PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n")
     assert wait_for(lambda: "closed: invalid PROXY protocol header" in w.log(), 5), w.log()
+
+
+# ------------------------------------------------ a PROXY header, then TLS
+
+
+def _tls_start(weir, backend, tmp_path, listener=None):
+    """A proxy_protocol + tls listener (API 1.4: the TLS transport waits for
+    the PROXY reader to step aside and starts from the bytes it left)."""
+    from tlspki import Pki
+    pki = Pki(tmp_path / "pki")
+    leaf = pki.leaf(pki.ca(), "pp.test")
+    lst = {"tls": {"certificates": [{"cert": leaf.cert, "key": leaf.key}]}}
+    lst.update(listener or {})
+    b = backend("b1")
+    w = weir()
+    ups = {"u": {"balancer": "roundrobin", "servers": [b.addr]}}
+    hdrs = {"set": dict(ADDR_HEADERS["set"], **{"X-Scheme": "$scheme"})}
+    w.start(w.config(upstreams=ups, routes=[{"path": "/", "upstream": "u"}],
+                     modules=MODULES + ["tls"], listener=dict({"proxy_protocol": True}, **lst),
+                     request_headers=hdrs))
+    return w, b
+
+
+def _client_hello(ctx):
+    """The first flight of a TLS client, and the objects to finish with."""
+    import ssl
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="pp.test")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read(), obj, inc, out
+
+
+def _tls_over(s, obj, inc, out, request):
+    """Finishes the handshake of obj over socket s, sends request, returns the
+    parsed response."""
+    import ssl
+    s.settimeout(OP)
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            data = out.read()
+            if data:
+                s.sendall(data)
+            got = s.recv(65536)
+            if not got:
+                raise Eof()
+            inc.write(got)
+    obj.write(request)
+    s.sendall(out.read())
+    buf = b""
+    while b"\r\n\r\n" not in buf or len(buf) < buf.index(b"\r\n\r\n") + 4 + int(
+            re.search(rb"(?i)content-length: *(\d+)", buf).group(1)):
+        try:
+            buf += obj.read(65536)
+            continue
+        except ssl.SSLWantReadError:
+            pass
+        got = s.recv(65536)
+        if not got:
+            break
+        inc.write(got)
+    head, body = buf.split(b"\r\n\r\n", 1)
+    hdrs = Headers(parse_headers(head.split(b"\r\n")[1:]))
+    return int(head.split()[1]), hdrs, body
+
+
+def _tls_ctx():
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["apart", "one-segment"])
+def test_proxy_header_then_tls(weir, backend, tmp_path, together):
+    """The PROXY header's addresses reach the backend of an HTTPS listener,
+    whether the ClientHello comes after the header or in the same segment
+    (then the PROXY reader leaves it to the TLS transport)."""
+    w, b = _tls_start(weir, backend, tmp_path)
+    hello, obj, inc, out = _client_hello(_tls_ctx())
+    s = _client(w.port)
+    try:
+        header = v1("TCP4", "198.51.100.7", "203.0.113.9", 4242, 443)
+        if together:
+            s.sendall(header + hello)
+        else:
+            s.sendall(header)
+            time.sleep(0.05)
+            s.sendall(hello)
+        status, _, body = _tls_over(s, obj, inc, out, REQ_CLOSE)
+    finally:
+        s.close()
+    assert status == 200
+    h = Headers((n, v) for n, v in json.loads(body)["headers"])
+    assert (h.get("X-Remote-Addr"), h.get("X-Remote-Port"), h.get("X-Scheme")) == \
+        ("198.51.100.7", "4242", "https")
+
+
+def test_untrusted_peer_gets_tls_without_proxy_header(weir, backend, tmp_path):
+    """With proxy_protocol_from excluding the peer, no PROXY reader is put in
+    front: TLS starts at the first byte and the socket's address is kept."""
+    w, b = _tls_start(weir, backend, tmp_path, {"proxy_protocol_from": ["10.0.0.0/8"]})
+    hello, obj, inc, out = _client_hello(_tls_ctx())
+    s = _client(w.port)
+    try:
+        s.sendall(hello)
+        status, _, body = _tls_over(s, obj, inc, out, REQ_CLOSE)
+    finally:
+        s.close()
+    assert status == 200
+    h = Headers((n, v) for n, v in json.loads(body)["headers"])
+    assert (h.get("X-Remote-Addr"), h.get("X-Scheme")) == ("127.0.0.1", "https")
+
+
+def test_tls_listener_refuses_a_missing_proxy_header(weir, backend, tmp_path):
+    """A ClientHello where the PROXY header should be is refused by the
+    PROXY reader: closed, nothing forwarded."""
+    w, b = _tls_start(weir, backend, tmp_path)
+    hello, _, _, _ = _client_hello(_tls_ctx())
+    s = _client(w.port)
+    try:
+        s.sendall(hello)
+        got, how = _closed_silently(s)
+    finally:
+        s.close()
+    assert got == b"" and how in ("eof", "reset")
+    assert b.complete_requests() == []
