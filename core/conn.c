@@ -822,7 +822,9 @@ static void tr_pump(conn_t *c)
     buf_put(p->wire); /* nothing waits: an idle connection keeps no buffer */
     p->wire = NULL;
     if (c->closing) {
-        close_progress(c);
+        /* from the task, not here: conn_close itself pumps, and the close
+         * may free the connection */
+        loop_defer(g_loop, &c->task);
         return;
     }
     if (c->shut_pending)
