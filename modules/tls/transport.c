@@ -435,8 +435,10 @@ static long t_write(void *state, const char *data, size_t len)
         t->sent_since_idle = 0;
     }
     t->last_write_ms = now;
-    if (!t->stage_len && len >= t->rec_max) /* a whole record: no gathering copy */
-        return seal(t, data, t->rec_max) < 0 ? WEIR_TRANSPORT_ERROR : (long)t->rec_max;
+    if (!t->stage_len && len >= t->rec_max) { /* a whole record: no gathering copy */
+        size_t n = t->rec_max; /* seal() may grow rec_max */
+        return seal(t, data, n) < 0 ? WEIR_TRANSPORT_ERROR : (long)n;
+    }
     if (!t->stage && !(t->stage = buf_get()))
         return WEIR_TRANSPORT_ERROR;
     size_t room = t->rec_max - t->stage_len;
