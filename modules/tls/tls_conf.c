@@ -223,6 +223,37 @@ static int set_dh_group(SSL_CTX *ctx)
 
 /* --------------------------------------------------------- certificates */
 
+/* A certificate (with its chain) and its key into ctx, each checked on its
+ * own so that the message says which file is wrong. */
+static int load_cert_key(weir_conf_t *cf, const weir_node_t *cn, const weir_node_t *kn,
+                         SSL_CTX *ctx)
+{
+    const char *cert = path_of(cf, cn, "cert"), *key = path_of(cf, kn, "key");
+    if (!cert || !key)
+        return -1;
+    ERR_clear_error();
+    if (!SSL_CTX_use_certificate_chain_file(ctx, cert))
+        return fail_ssl(cf, cn, "tls: cannot load certificate", cert);
+    BIO *b = BIO_new_file(key, "r");
+    EVP_PKEY *pk = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+    BIO_free(b);
+    if (!pk)
+        return fail_ssl(cf, kn, "tls: cannot load key", key);
+    X509 *x = SSL_CTX_get0_certificate(ctx);
+    int rc = 0;
+    if (!X509_check_private_key(x, pk)) {
+        ERR_clear_error();
+        rc = weir_conf_error(cf, kn, "tls: key %s does not match certificate %s (a key and "
+                                     "its certificate go in one entry)", key, cert);
+    } else if (!SSL_CTX_use_PrivateKey(ctx, pk)) {
+        rc = fail_ssl(cf, kn, "tls: cannot use key", key);
+    }
+    EVP_PKEY_free(pk);
+    if (rc == 0)
+        check_dates(cn, cert, x);
+    return rc;
+}
+
 static int load_pair(weir_conf_t *cf, const weir_node_t *entry, SSL_CTX *ctx, int *key_type)
 {
     static const char *const known[] = {"cert", "key", NULL};
@@ -233,19 +264,9 @@ static int load_pair(weir_conf_t *cf, const weir_node_t *entry, SSL_CTX *ctx, in
     const weir_node_t *cn = weir_node_get(entry, "cert"), *kn = weir_node_get(entry, "key");
     if (!cn || !kn)
         return weir_conf_error(cf, entry, "tls: a certificate needs both 'cert' and 'key'");
-    const char *cert = path_of(cf, cn, "cert"), *key = path_of(cf, kn, "key");
-    if (!cert || !key)
+    if (load_cert_key(cf, cn, kn, ctx) < 0)
         return -1;
-    ERR_clear_error();
-    if (!SSL_CTX_use_certificate_chain_file(ctx, cert))
-        return fail_ssl(cf, cn, "tls: cannot load certificate", cert);
-    if (!SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM))
-        return fail_ssl(cf, kn, "tls: cannot load key", key);
-    if (!SSL_CTX_check_private_key(ctx))
-        return fail_ssl(cf, kn, "tls: the key does not match the certificate", cert);
-    X509 *x = SSL_CTX_get0_certificate(ctx);
-    check_dates(cn, cert, x);
-    EVP_PKEY *pk = X509_get0_pubkey(x);
+    EVP_PKEY *pk = X509_get0_pubkey(SSL_CTX_get0_certificate(ctx));
     *key_type = pk ? EVP_PKEY_get_base_id(pk) : 0;
     return 0;
 }
@@ -535,18 +556,7 @@ static int client_cert(weir_conf_t *cf, const weir_node_t *node, SSL_CTX *ctx)
     if (!cn || !kn)
         return weir_conf_error(cf, cn ? cn : kn, "tls: a client certificate needs both "
                                                  "'cert' and 'key'");
-    const char *cert = path_of(cf, cn, "cert"), *key = path_of(cf, kn, "key");
-    if (!cert || !key)
-        return -1;
-    ERR_clear_error();
-    if (!SSL_CTX_use_certificate_chain_file(ctx, cert))
-        return fail_ssl(cf, cn, "tls: cannot load certificate", cert);
-    if (!SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM))
-        return fail_ssl(cf, kn, "tls: cannot load key", key);
-    if (!SSL_CTX_check_private_key(ctx))
-        return fail_ssl(cf, kn, "tls: the key does not match the certificate", cert);
-    check_dates(cn, cert, SSL_CTX_get0_certificate(ctx));
-    return 0;
+    return load_cert_key(cf, cn, kn, ctx);
 }
 
 int tls_parse_upstream(weir_conf_t *cf, const weir_node_t *node, void *field)

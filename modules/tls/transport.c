@@ -291,15 +291,22 @@ const char *tls_conn_name(const tls_conn_t *t)
     return t->name;
 }
 
+/* Each error's reason once (a system error as its errno text: OpenSSL 3
+ * calls them all "system lib"). */
 const char *tls_errors(char *buf, size_t cap)
 {
     size_t n = 0;
+    const char *last = NULL;
     buf[0] = '\0';
     unsigned long e;
     while ((e = ERR_get_error()) != 0) {
-        const char *why = ERR_reason_error_string(e);
-        if (!why || n + 3 >= cap)
+        const char *why = ERR_SYSTEM_ERROR(e) ? strerror(ERR_GET_REASON(e))
+                                              : ERR_reason_error_string(e);
+        /* "system lib" only says that the one before was errno's */
+        if (!why || strcmp(why, "system lib") == 0 || (last && strcmp(last, why) == 0) ||
+            n + 3 >= cap)
             continue;
+        last = why;
         int k = snprintf(buf + n, cap - n, "%s%s", n ? ": " : "", why);
         if (k > 0)
             n += (size_t)k < cap - n ? (size_t)k : cap - n - 1;
