@@ -191,6 +191,7 @@ static void on_read_timer(struct timer *t)
     }
     if (c->handshaking) {
         c->handshaking = 0;
+        c->hs_timed_out = 1;
         c->handshake_done(c, 0);
         return;
     }

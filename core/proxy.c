@@ -235,7 +235,10 @@ static void on_pool_event(conn_t *c, long n, const char *data)
     (void)n, (void)data;
     upconn_t *up = c->owner;
     char b;
-    if (recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
+    if (c->tr) /* TLS: a close_notify, or a late post-handshake message */
+        log_info("upstream %s (%s): idle keepalive connection readable; closing it",
+                 up->u->name, peer_name(up));
+    else if (recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) > 0)
         log_warn("upstream %s (%s): bytes on an idle keepalive connection (after the end "
                  "of a response); closing it",
                  up->u->name, peer_name(up));
@@ -325,7 +328,10 @@ static void handshake_done(conn_t *c, int ok)
 {
     upconn_t *up = c->owner;
     if (!ok) {
-        up_fail(up, 502, 1, "upstream transport handshake failed");
+        if (c->hs_timed_out) /* as a connect that takes too long */
+            up_fail(up, 504, 1, "connect_timeout in the transport handshake");
+        else
+            up_fail(up, 502, 1, "upstream transport handshake failed");
         return;
     }
     if (up->r)
@@ -737,9 +743,14 @@ static void on_up_read(conn_t *c, long res, const char *data)
                 up_fail(up, 502, 0, "keepalive connection closed by upstream");
                 return;
             }
-            up_fail(up, 502, 0,
-                    res == 0 ? "upstream closed the connection before the response head"
-                             : "recv failed before the response head");
+            /* a transport failing on a new connection's first read is the
+             * end of its handshake (TLS 1.3 refuses a client certificate
+             * after the client finished): a failure of the server */
+            int tr_fault = res == -EPROTO && !up->reused && !up->got_bytes;
+            up_fail(up, 502, tr_fault,
+                    res == 0   ? "upstream closed the connection before the response head"
+                    : tr_fault ? "transport failed before the response head"
+                               : "recv failed before the response head");
             return;
         }
         /* in the body */

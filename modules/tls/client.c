@@ -42,20 +42,27 @@ int tls_client_ctx_setup(SSL_CTX *ctx, tls_client_t *cl)
     return SSL_CTX_set_alpn_protos(ctx, http11, sizeof(http11) - 1) == 0 ? 0 : -1;
 }
 
+static const char *tls_upstream_name_of_peer(const weir_request_t *r, const tls_client_t *cl)
+{
+    int peer = weir_request_peer(r);
+    return peer >= 0 && (size_t)peer < cl->npeers ? cl->peer_host[peer] : NULL;
+}
+
 const char *tls_upstream_name(weir_request_t *r, tls_client_t *cl)
 {
     if (cl->sni) {
         weir_str_t s;
-        if (weir_template_render(r, cl->sni, &s) < 0 || s.len == 0)
+        if (weir_template_render(r, cl->sni, &s) < 0)
             return NULL;
+        if (s.len == 0) /* an empty name is no name: the server's host then */
+            return tls_upstream_name_of_peer(r, cl);
         char *z = weir_request_alloc(r, s.len + 1);
         if (!z)
             return NULL;
         memcpy(z, s.data, s.len);
         return z;
     }
-    int peer = weir_request_peer(r);
-    return peer >= 0 && (size_t)peer < cl->npeers ? cl->peer_host[peer] : NULL;
+    return tls_upstream_name_of_peer(r, cl);
 }
 
 static tls_client_t *client_of(const weir_request_t *r)

@@ -17,11 +17,13 @@ static size_t strip_dot(const char *s, size_t len)
 int sni_name_valid(const char *name, size_t len)
 {
     len = strip_dot(name, len);
+    if (len == 0 || len > 253)
+        return 0;
     if (len >= 2 && name[0] == '*' && name[1] == '.') {
         name += 2;
         len -= 2;
     }
-    if (len == 0 || len > 253 || name[0] == '.')
+    if (len == 0 || name[0] == '.' || name[len - 1] == '.')
         return 0;
     for (size_t i = 0; i < len; i++) {
         char ch = lower(name[i]);

@@ -360,6 +360,20 @@ static void log_failure(tls_conn_t *t)
              (unsigned long long)weir_connection_id(t->c), why);
 }
 
+/* After the handshake: an alert (TLS 1.3 servers refuse a client
+ * certificate only now), a bad record. */
+static void log_read_failure(tls_conn_t *t)
+{
+    char why[256];
+    tls_errors(why, sizeof(why));
+    if (t->client)
+        weir_log(&weir_module, WEIR_LOG_ERROR, "upstream %s (%s): TLS failed: %s",
+                 t->client->name, weir_peer_address(t->client->u, t->peer), why);
+    else
+        weir_log(&weir_module, WEIR_LOG_INFO, "client %llu: TLS failed: %s",
+                 (unsigned long long)weir_connection_id(t->c), why);
+}
+
 static int t_handshake(weir_connection_t *c, void *state)
 {
     tls_conn_t *t = state;
@@ -401,7 +415,7 @@ static long t_read(void *state, char *buf, size_t cap)
         return WEIR_TRANSPORT_EOF;
     default:
         t->failed = 1;
-        ERR_clear_error();
+        log_read_failure(t);
         return WEIR_TRANSPORT_ERROR;
     }
 }
