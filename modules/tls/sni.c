@@ -22,6 +22,9 @@ int sni_name_valid(const char *name, size_t len)
     if (len >= 2 && name[0] == '*' && name[1] == '.') {
         name += 2;
         len -= 2;
+        /* "*.com" would stand for a whole top-level domain */
+        if (!memchr(name, '.', len))
+            return 0;
     }
     if (len == 0 || name[0] == '.' || name[len - 1] == '.')
         return 0;

@@ -32,7 +32,8 @@ typedef struct sni_index {
 } sni_index_t;
 
 /* Whether a certificate name can be matched: a DNS name of letters, digits,
- * '-', '_' and dots, or "*." followed by one; at most 253 bytes. */
+ * '-', '_' and dots, or "*." followed by one of two labels or more (not
+ * "*.com"); at most 253 bytes in all. */
 int sni_name_valid(const char *name, size_t len);
 /* Whether pattern (an entry's name, lowercased) matches host (any case). */
 int sni_match(const char *pattern, size_t plen, const char *host, size_t hlen);

@@ -74,13 +74,14 @@ START_TEST(test_name_valid)
 {
     static const char *const good[] = {
         "example.com", "a.example.com", "EXAMPLE.Com", "localhost", "example.com.",
-        "*.example.com", "*.EXAMPLE.com.", "*.com", "a-b_c.d9.example", "0.example", "x",
+        "*.example.com", "*.EXAMPLE.com.", "*.co.uk", "a-b_c.d9.example", "0.example", "x",
     };
     static const char *const bad[] = {
         "",              /* empty */
         ".",             /* only the root */
         "*",             /* a wildcard alone */
         "*.",            /* a wildcard of the root */
+        "*.com",         /* a wildcard of a whole top-level domain */
         "a.*.com",       /* a wildcard not leftmost */
         "*.*.example.com", /* two wildcards */
         "*a.example.com", /* a partial-label wildcard */
