@@ -10,8 +10,9 @@
  * ClientHello, a fatal alert or a stalled handshake closes the connection
  * with nothing forwarded; plain HTTP on the port gets nginx's 400 "The plain
  * HTTP request was sent to HTTPS port" in clear text, then the close.
- * Renegotiation is refused (SSL_OP_NO_RENEGOTIATION: the client gets a
- * no_renegotiation alert, the connection goes on).
+ * Renegotiation is refused (SSL_OP_NO_RENEGOTIATION): weir answers a
+ * renegotiating ClientHello with a no_renegotiation warning alert and starts
+ * no new handshake; OpenSSL clients then give the connection up.
  *
  * Upstream side: the upstream_connect hook attaches a client transport; a
  * failed handshake or verification is a 502 with a log line that says why,

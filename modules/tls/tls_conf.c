@@ -14,6 +14,9 @@
  *         alpn: [h2, http/1.1]          # offered in this order
  *         session_tickets: true
  *         client_ca: ca.pem             # with verify_client: off|optional|on
+ *                                       # (client_ca alone means on; optional
+ *                                       # fails the handshake of a client whose
+ *                                       # certificate does not verify)
  *         handshake_timeout: 10s        # default client_header_timeout
  *   upstreams:
  *     app:
