@@ -604,6 +604,21 @@ def test_session_id_resumption_with_s_client(weir, backend, certs, tmp_path):
     assert "TLS session ticket:" not in out, out
 
 
+def test_tls13_resumption_gets_a_new_ticket(weir, backend, certs):
+    """A resumed TLS 1.3 session gets a fresh ticket (RFC 8446 C.4: clients
+    use a ticket once), so a chain of connections, each resuming with the
+    ticket the last one got, resumes every time with a new session each."""
+    w, _ = start(weir, backend, {"certificates": [pair(certs.a)]})
+    ctx = client_ctx(certs.ca, version=ssl.TLSVersion.TLSv1_3)
+    sess, ids = None, []
+    for i in range(4):
+        c = https(w.port, ctx, session=sess)
+        assert c.reused == (i > 0), (i, w.log())
+        ids.append(c.session_after.id)
+        sess = c.session_after
+    assert len(set(ids)) == 4, "a resumed connection got no new ticket"
+
+
 @pytest.mark.parametrize("version,tickets,kind", [RESUMPTION[0], RESUMPTION[2]],
                          ids=[RESUMPTION_IDS[0], RESUMPTION_IDS[2]])
 def test_resumption_across_workers(weir, backend, certs, version, tickets, kind):
