@@ -91,7 +91,10 @@ static int on_ticket(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CI
 
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
-    (void)ssl;
+    /* a TLS 1.3 session with a stateless ticket comes back by its ticket,
+     * never by its ID: storing it would be work per handshake for nothing */
+    if (SSL_version(ssl) == TLS1_3_VERSION && !(SSL_get_options(ssl) & SSL_OP_NO_TICKET))
+        return 0;
     unsigned char der[SCACHE_DATA];
     int len = i2d_SSL_SESSION(sess, NULL);
     if (len <= 0 || len > (int)sizeof(der))
@@ -134,7 +137,10 @@ int tls_server_ctx_setup(SSL_CTX *ctx, tls_server_t *srv)
     SSL_CTX_set_alpn_select_cb(ctx, on_alpn, srv);
     if (srv->tickets && !SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket))
         return -1;
-    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL);
+    /* the internal cache is not used, so nothing to flush every 255
+     * handshakes either */
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL |
+                                            SSL_SESS_CACHE_NO_AUTO_CLEAR);
     SSL_CTX_sess_set_new_cb(ctx, on_new_session);
     SSL_CTX_sess_set_get_cb(ctx, on_get_session);
     SSL_CTX_sess_set_remove_cb(ctx, on_remove_session);
