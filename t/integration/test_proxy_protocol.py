@@ -1365,27 +1365,33 @@ def _tls_ctx():
     return ctx
 
 
-@pytest.mark.parametrize("together", [False, True], ids=["apart", "one-segment"])
-def test_proxy_header_then_tls(weir, backend, tmp_path, together):
-    """The PROXY header's addresses reach the backend of an HTTPS listener,
-    whether the ClientHello comes after the header or in the same segment
-    (then the PROXY reader leaves it to the TLS transport)."""
-    w, b = _tls_start(weir, backend, tmp_path)
+def _https_seen(port, prefix=b"", same_segment=False):
+    """Sends prefix (a PROXY header), then a ClientHello, in one segment or
+    two, finishes the handshake and one request; the headers the backend saw."""
     hello, obj, inc, out = _client_hello(_tls_ctx())
-    s = _client(w.port)
+    s = _client(port)
     try:
-        header = v1("TCP4", "198.51.100.7", "203.0.113.9", 4242, 443)
-        if together:
-            s.sendall(header + hello)
+        if same_segment or not prefix:
+            s.sendall(prefix + hello)
         else:
-            s.sendall(header)
+            s.sendall(prefix)
             time.sleep(0.05)
             s.sendall(hello)
         status, _, body = _tls_over(s, obj, inc, out, REQ_CLOSE)
     finally:
         s.close()
     assert status == 200
-    h = Headers((n, v) for n, v in json.loads(body)["headers"])
+    return Headers((n, v) for n, v in json.loads(body)["headers"])
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["apart", "one-segment"])
+def test_proxy_header_then_tls(weir, backend, tmp_path, together):
+    """The PROXY header's addresses reach the backend of an HTTPS listener,
+    whether the ClientHello comes after the header or in the same segment
+    (then the PROXY reader leaves it to the TLS transport)."""
+    w, b = _tls_start(weir, backend, tmp_path)
+    header = v1("TCP4", "198.51.100.7", "203.0.113.9", 4242, 443)
+    h = _https_seen(w.port, header, same_segment=together)
     assert (h.get("X-Remote-Addr"), h.get("X-Remote-Port"), h.get("X-Scheme")) == \
         ("198.51.100.7", "4242", "https")
 
@@ -1394,15 +1400,7 @@ def test_untrusted_peer_gets_tls_without_proxy_header(weir, backend, tmp_path):
     """With proxy_protocol_from excluding the peer, no PROXY reader is put in
     front: TLS starts at the first byte and the socket's address is kept."""
     w, b = _tls_start(weir, backend, tmp_path, {"proxy_protocol_from": ["10.0.0.0/8"]})
-    hello, obj, inc, out = _client_hello(_tls_ctx())
-    s = _client(w.port)
-    try:
-        s.sendall(hello)
-        status, _, body = _tls_over(s, obj, inc, out, REQ_CLOSE)
-    finally:
-        s.close()
-    assert status == 200
-    h = Headers((n, v) for n, v in json.loads(body)["headers"])
+    h = _https_seen(w.port)
     assert (h.get("X-Remote-Addr"), h.get("X-Scheme")) == ("127.0.0.1", "https")
 
 
