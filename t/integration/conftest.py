@@ -976,8 +976,10 @@ class Weir:
             try:
                 s = socket.create_connection(("127.0.0.1", self.port), timeout=0.5)
                 s.close()
-                if WRAPPER:     # slowed down, the master listens well before it forks
-                    wait_for(lambda: self.workers() or self.proc.poll() is not None, 10)
+                # the master listens before it forks: tests that read the
+                # worker pids right after start must not see none
+                wait_for(lambda: self.workers() or self.proc.poll() is not None,
+                         10 if WRAPPER else 5)
                 return
             except OSError:
                 time.sleep(0.05)
