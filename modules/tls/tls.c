@@ -56,6 +56,29 @@ static weir_result_t on_accept(weir_request_t *r)
     return WEIR_CONTINUE;
 }
 
+/* verify_client optional lets a client whose certificate failed
+ * verification finish its handshake (so the failure can be logged); its
+ * requests are answered 400 here, before routing, and never forwarded:
+ * nginx's "The SSL certificate error". */
+static weir_result_t on_request(weir_request_t *r)
+{
+    weir_connection_t *c = weir_request_connection(r);
+    const weir_listener_t *l = c ? weir_connection_listener(c) : NULL;
+    const tls_listener_conf_t *lc = l ? weir_listener_conf(l, &weir_module) : NULL;
+    if (!lc || !lc->tls || lc->tls->verify_client != VERIFY_OPTIONAL)
+        return WEIR_CONTINUE;
+    tls_conn_t *t = weir_connection_ctx(c, &weir_module);
+    SSL *ssl = t ? tls_conn_ssl(t) : NULL;
+    long v = ssl && SSL_get0_peer_certificate(ssl) ? SSL_get_verify_result(ssl) : X509_V_OK;
+    if (v == X509_V_OK)
+        return WEIR_CONTINUE;
+    weir_log(&weir_module, WEIR_LOG_INFO, "client %llu: client certificate did not verify: %s",
+             (unsigned long long)weir_connection_id(c), X509_verify_cert_error_string(v));
+    if (weir_respond(r, 400, WEIR_STR("The SSL certificate error\n")) < 0)
+        return WEIR_ERROR;
+    return WEIR_RESPOND;
+}
+
 static int conf_init(weir_conf_t *cf)
 {
     return tls_vars_register(cf);
@@ -201,6 +224,8 @@ static const weir_handler_t handlers[] = {
     /* after modules that read bytes before TLS (a PROXY header) */
     {.name = "tls.accept", .phase = WEIR_PHASE_ACCEPT, .priority = WEIR_PRIORITY_LATE,
      .fn = on_accept},
+    {.name = "tls.client_verify", .phase = WEIR_PHASE_REQUEST, .priority = WEIR_PRIORITY_FIRST,
+     .fn = on_request},
     {.name = "tls.upstream_name", .phase = WEIR_PHASE_UPSTREAM_REQUEST,
      .priority = WEIR_PRIORITY_LATE, .fn = tls_upstream_request},
     {.name = NULL},

@@ -14,9 +14,9 @@
  *         alpn: [h2, http/1.1]          # offered in this order
  *         session_tickets: true
  *         client_ca: ca.pem             # with verify_client: off|optional|on
- *                                       # (client_ca alone means on; optional
- *                                       # fails the handshake of a client whose
- *                                       # certificate does not verify)
+ *                                       # (client_ca alone means on; with optional
+ *                                       # a certificate that does not verify gets
+ *                                       # each request a 400, as nginx)
  *         handshake_timeout: 10s        # default client_header_timeout
  *   upstreams:
  *     app:
@@ -428,6 +428,16 @@ static int load_certificates(weir_conf_t *cf, const weir_node_t *map, tls_server
 
 /* ----------------------------------------------------------- client CA */
 
+/* verify_client optional, as nginx's: a certificate that does not verify
+ * does not fail the handshake; the result stays in SSL_get_verify_result,
+ * so $ssl_client_verify says FAILED:reason and every request on the
+ * connection gets a 400 (tls.c). */
+static int accept_any_chain(int ok, X509_STORE_CTX *store)
+{
+    (void)ok, (void)store;
+    return 1;
+}
+
 static int parse_verify_client(weir_conf_t *cf, const weir_node_t *map, tls_server_t *srv,
                                SSL_CTX *const *ctx, size_t nctx)
 {
@@ -463,10 +473,10 @@ static int parse_verify_client(weir_conf_t *cf, const weir_node_t *map, tls_serv
             return fail_ssl(cf, can, "tls: cannot load client_ca", ca);
         }
         SSL_CTX_set_client_CA_list(ctx[i], names);
-        int mode = SSL_VERIFY_PEER;
         if (srv->verify_client == VERIFY_ON)
-            mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
-        SSL_CTX_set_verify(ctx[i], mode, NULL);
+            SSL_CTX_set_verify(ctx[i], SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        else /* optional: the handshake goes on; requests are refused (tls.c) */
+            SSL_CTX_set_verify(ctx[i], SSL_VERIFY_PEER, accept_any_chain);
         SSL_CTX_set_verify_depth(ctx[i], 10);
     }
     return 0;
