@@ -34,25 +34,32 @@
 #define TICKET_ZONE "tls.ticket_secret.v1"
 #define SCACHE_ZONE "tls.session_cache.v1"
 
+/* The TLS of the listener a client connection came in on, or NULL. */
+static const tls_server_t *server_of(const weir_connection_t *c)
+{
+    const weir_listener_t *l = c ? weir_connection_listener(c) : NULL;
+    const tls_listener_conf_t *lc = l ? weir_listener_conf(l, &weir_module) : NULL;
+    return lc ? lc->tls : NULL;
+}
+
 static weir_result_t on_accept(weir_request_t *r)
 {
     weir_connection_t *c = weir_request_connection(r);
-    const weir_listener_t *l = c ? weir_connection_listener(c) : NULL;
-    const tls_listener_conf_t *lc = l ? weir_listener_conf(l, &weir_module) : NULL;
-    if (!lc || !lc->tls)
+    const tls_server_t *srv = server_of(c);
+    if (!srv)
         return WEIR_CONTINUE;
-    tls_conn_t *t = tls_conn_server(lc->tls, c);
+    tls_conn_t *t = tls_conn_server(srv, c);
     if (!t)
         return WEIR_ERROR;
     if (weir_connection_set_transport(c, &tls_transport, t) < 0) {
         tls_transport.free(t);
         weir_log(&weir_module, WEIR_LOG_ERROR,
                  "listener %s: another module already put a transport on the connection",
-                 weir_listener_name(l));
+                 weir_listener_name(weir_connection_listener(c)));
         return WEIR_ERROR;
     }
     weir_connection_set_ctx(c, &weir_module, t);
-    weir_connection_set_handshake_timeout(c, lc->tls->handshake_timeout);
+    weir_connection_set_handshake_timeout(c, srv->handshake_timeout);
     return WEIR_CONTINUE;
 }
 
@@ -63,9 +70,8 @@ static weir_result_t on_accept(weir_request_t *r)
 static weir_result_t on_request(weir_request_t *r)
 {
     weir_connection_t *c = weir_request_connection(r);
-    const weir_listener_t *l = c ? weir_connection_listener(c) : NULL;
-    const tls_listener_conf_t *lc = l ? weir_listener_conf(l, &weir_module) : NULL;
-    if (!lc || !lc->tls || lc->tls->verify_client != VERIFY_OPTIONAL)
+    const tls_server_t *srv = server_of(c);
+    if (!srv || srv->verify_client != VERIFY_OPTIONAL)
         return WEIR_CONTINUE;
     tls_conn_t *t = weir_connection_ctx(c, &weir_module);
     SSL *ssl = t ? tls_conn_ssl(t) : NULL;
