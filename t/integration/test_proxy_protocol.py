@@ -36,6 +36,7 @@ import pytest
 
 from conftest import (MODULES_DIR, WEIR_BIN, Eof, Headers, RawUpstream, Reader, connect,
                       free_port, parse_headers, read_response, wait_for)
+from tlsclient import bio_handshake, first_flight
 
 MODULES = ["router", "lb_roundrobin", "proxy_protocol", "headers"]
 ADDR_HEADERS = {"set": {"X-Remote-Addr": "$remote_addr", "X-Remote-Port": "$remote_port",
@@ -1311,35 +1312,17 @@ def _tls_start(weir, backend, tmp_path, listener=None):
 
 def _client_hello(ctx):
     """The first flight of a TLS client, and the objects to finish with."""
-    import ssl
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = ctx.wrap_bio(inc, out, server_hostname="pp.test")
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return out.read(), obj, inc, out
+    return first_flight(ctx, "pp.test")
 
 
 def _tls_over(s, obj, inc, out, request):
-    """Finishes the handshake of obj over socket s, sends request, returns the
-    parsed response."""
+    """Finishes the handshake of obj over socket s, sends request, returns
+    (status, headers, body) of the response."""
     import ssl
     s.settimeout(OP)
-    while True:
-        try:
-            obj.do_handshake()
-            break
-        except ssl.SSLWantReadError:
-            data = out.read()
-            if data:
-                s.sendall(data)
-            got = s.recv(65536)
-            if not got:
-                raise Eof()
-            inc.write(got)
+    last = bio_handshake(s, obj, inc, out)
     obj.write(request)
-    s.sendall(out.read())
+    s.sendall(last + out.read())
     buf = b""
     while b"\r\n\r\n" not in buf or len(buf) < buf.index(b"\r\n\r\n") + 4 + int(
             re.search(rb"(?i)content-length: *(\d+)", buf).group(1)):

@@ -54,6 +54,7 @@ import pytest
 from conftest import (Reader, free_port, get, pattern, pattern_sha256, proc_status_kb,
                       raw_request, read_response, sha256, wait_for)
 from test_config import base, check, has_line
+from tlsclient import bio_handshake, first_flight
 from tlspki import Pki
 
 MODULES = ["router", "lb_roundrobin", "tls", "headers"]
@@ -272,30 +273,7 @@ def s_client(port, *args, stdin=b"", timeout=15):
 def hello_bytes(ctx=None, sni="a.test"):
     """The first flight of a Python client (its ClientHello), and the
     SSLObject with its BIOs to carry on with."""
-    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
-    obj = (ctx or client_ctx()).wrap_bio(inc, out, server_hostname=sni)
-    try:
-        obj.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return out.read(), obj, inc, out
-
-
-def bio_handshake(sock, obj, inc, out):
-    """Finish obj's handshake over the plain socket; returns the bytes of
-    the client's last flight, still unsent (so a caller may add to them)."""
-    while True:
-        try:
-            obj.do_handshake()
-            return out.read()
-        except ssl.SSLWantReadError:
-            pending = out.read()
-            if pending:
-                sock.sendall(pending)
-            data = sock.recv(65536)
-            if not data:
-                raise ConnectionError("closed during the handshake")
-            inc.write(data)
+    return first_flight(ctx or client_ctx(), sni)
 
 
 def bio_read_response(sock, obj, inc):
