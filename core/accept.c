@@ -3,6 +3,7 @@
 #include "conn.h"
 #include "downstream.h"
 #include "h1_server.h"
+#include "h2.h"
 #include "log.h"
 #include "phase.h"
 #include "request.h"
@@ -33,11 +34,16 @@ static const conn_handler_t pending_handler = {
     .release = pending_release,
 };
 
-/* The protocol of a connection whose handshake is done. Here ALPN ("h2")
- * and, on an `http2: true` listener, the client preface will choose HTTP/2. */
+/* The protocol of a connection whose handshake is done: HTTP/2 when ALPN
+ * chose h2; else HTTP/1, whose server hands the connection to HTTP/2 when
+ * an `http2: true` listener's client starts with the preface (h2c with
+ * prior knowledge). */
 static void select_protocol(conn_t *c)
 {
-    h1_server_start(c);
+    if (c->alpn == CONN_ALPN_H2)
+        h2_server_start(c, NULL, 0);
+    else
+        h1_server_start(c);
 }
 
 static void handshake_done(conn_t *c, int ok)
@@ -122,4 +128,5 @@ int accept_connection(int fd, const weir_listener_t *l, const weir_conf_t *cf)
 void accept_drain(uint64_t idle_grace_ms)
 {
     h1_server_drain(idle_grace_ms);
+    h2_server_drain(idle_grace_ms);
 }

@@ -1190,6 +1190,8 @@ static int alpn_code(weir_str_t name)
 {
     if (name.len == 8 && memcmp(name.data, "http/1.1", 8) == 0)
         return CONN_ALPN_HTTP1;
+    if (name.len == 2 && memcmp(name.data, "h2", 2) == 0)
+        return CONN_ALPN_H2;
     return -1;
 }
 

@@ -28,13 +28,14 @@
  *    waits until its wire bytes (one 16 KiB wire buffer per connection) are
  *    sent, so a slow client stops the upstream reads the same way.
  *
- *  - HTTP/2 streams (the next protocol). The connection is always read
- *    (control frames must flow); a stream's DATA is copied into a buffer
- *    capped by the window weir advertised, and WINDOW_UPDATE goes out only
- *    when the upstream took the bytes. A stream whose client window is zero
- *    does not pin a provided buffer: its response bytes are copied into a
- *    bounded per-stream buffer and the upstream is not read until the window
- *    opens, with the idle timeout as the limit.
+ *  - HTTP/2 streams (h2_server.c). The connection is always read (control
+ *    frames must flow); a stream's DATA is copied into a buffer capped by
+ *    the window weir advertised, and WINDOW_UPDATE goes out only when the
+ *    upstream took the bytes (read_body releases them). Response slices are
+ *    copied into the stream's own buffer at once, so no stream pins a
+ *    provided buffer whatever its window; while that copy is not all framed
+ *    (the client's window is zero) hold() keeps the upstream unread, with
+ *    send_timeout as the limit.
  *
  *  - Tunnels (after a 101). One bounded buffer per direction, the same
  *    provided-buffer rule: a direction reads again only when its last bytes
@@ -93,6 +94,16 @@ typedef struct downstream {
      * the 101 head (copied). 0, or -1 (nothing changed). */
     int (*tunnel)(weir_request_t *r, conn_t *up, const char *pending, size_t len,
                   uint64_t idle_ms);
+    /* Optional. After a send_body's done: whether the protocol must hold the
+     * next slices back (an HTTP/2 stream at a zero window keeps a copy of
+     * what it could not send yet). When it returns 1 the upstream is not
+     * read until resume(r) comes. */
+    int (*hold)(weir_request_t *r, exchange_fn resume);
 } downstream_t;
+
+/* A request whose client left while a handler held it suspended: the
+ * handler's resume then goes nowhere and frees it (downstream.c). */
+extern const downstream_t downstream_orphan;
+void downstream_orphan_request(weir_request_t *r);
 
 #endif

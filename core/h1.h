@@ -308,6 +308,9 @@ static inline int h1_is(unsigned char c, uint8_t cls)
 
 /* Parses 1*DIGIT into *v (<= INT64_MAX). 0 or -1. */
 int h1_parse_uint(weir_str_t s, uint64_t *v);
+/* uri-host [":" port] (a Host value, an HTTP/2 :authority): *host gets the
+ * uri-host part. 0 or -400. */
+int h1_parse_authority(weir_str_t v, weir_str_t *host);
 /* Sets up the body decoder after a head was parsed (h1_parse_*). */
 void h1_body_start(h1_parser_t *p, h1_framing_t framing, uint64_t content_length);
 /* Case-insensitive name comparison treating '_' like '-': 0 no match, 1 the

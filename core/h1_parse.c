@@ -320,7 +320,7 @@ static void apply_removals(weir_headers_t *h, const struct fields *f)
 }
 
 /* uri-host [ ":" port ]: *host gets the uri-host part. 0 or -400. */
-static int parse_authority(weir_str_t v, weir_str_t *host)
+int h1_parse_authority(weir_str_t v, weir_str_t *host)
 {
     const char *p = v.data, *end = v.data + v.len;
     if (p == end)
@@ -594,14 +594,14 @@ int h1_parse_request(struct arena *a, h1_parser_t *p, const char *head, size_t l
         return -400;
     weir_str_t host = {"", 0};
     if (f.n_host) {
-        r = parse_authority(f.host->value, &host);
+        r = h1_parse_authority(f.host->value, &host);
         if (r < 0)
             return r;
         if (!out->absolute_form)
             out->authority = f.host->value;
     }
     if (out->absolute_form) {
-        r = parse_authority(out->authority, &host);
+        r = h1_parse_authority(out->authority, &host);
         if (r < 0)
             return r;
     } else if (!f.n_host) {

@@ -20,6 +20,7 @@
 #include "errpage.h"
 #include "h1.h"
 #include "h1_queue.h"
+#include "h2.h"
 #include "inbuf.h"
 #include "log.h"
 #include "phase.h"
@@ -62,7 +63,6 @@ typedef struct h1_conn {
 
 static const conn_handler_t h1_handler;
 static const downstream_t h1_downstream;
-static const downstream_t orphan_downstream;
 static uint64_t drain_idle_grace;
 
 static void try_head(h1_conn_t *h);
@@ -180,7 +180,7 @@ static int body_over_limit(h1_conn_t *h, weir_request_t *r, const weir_str_t *s,
 
 static void phases_done(weir_request_t *r)
 {
-    if (r->ds == &orphan_downstream) { /* the client left while a handler held r */
+    if (r->ds == &downstream_orphan) { /* the client left while a handler held r */
         request_free(r);
         return;
     }
@@ -589,35 +589,6 @@ static const downstream_t h1_downstream = {
     .tunnel = ds_tunnel,
 };
 
-/* ------------------------------------------------------- orphaned requests */
-
-/* A request whose client left while a handler held it suspended: when the
- * handler resumes it, nothing goes anywhere and it is freed. */
-static int orphan_start(weir_request_t *r, const response_start_t *rs)
-{
-    (void)r, (void)rs;
-    return -1;
-}
-
-static void orphan_end(weir_request_t *r)
-{
-    r->ds = NULL;
-    request_free(r);
-}
-
-static int orphan_head_sent(const weir_request_t *r)
-{
-    (void)r;
-    return 0;
-}
-
-static const downstream_t orphan_downstream = {
-    .start_response = orphan_start,
-    .finish = orphan_end,
-    .abort = orphan_end,
-    .head_sent = orphan_head_sent,
-};
-
 /* ---------------------------------------------------------- connection */
 
 static void h1_close(h1_conn_t *h, unsigned how)
@@ -641,13 +612,35 @@ static void on_release(conn_t *c)
     h1_conn_t *h = c->owner;
     weir_request_t *r = h->r;
     if (r && r->suspended) {
-        r->ds = &orphan_downstream;
-        r->conn = NULL;
+        downstream_orphan_request(r);
         h->r = NULL;
     }
     end_request(h);
     inbuf_free(&h->in);
     free(h);
+}
+
+/* h2c with prior knowledge (an `http2: true` listener): a connection whose
+ * first bytes are the HTTP/2 preface leaves HTTP/1 for HTTP/2 with them. 1
+ * when the connection is no longer ours, or more bytes must tell. */
+static int h2_preface(h1_conn_t *h)
+{
+    size_t n = h->in.len - h->in.off;
+    if (n > H2_PREFACE_LEN)
+        n = H2_PREFACE_LEN;
+    if (memcmp(h->in.data + h->in.off, H2_PREFACE, n) != 0)
+        return 0;
+    conn_t *c = h->conn;
+    if (n < H2_PREFACE_LEN) {
+        conn_read(c);
+        return 1;
+    }
+    inbuf_t in = h->in;
+    read_timer(h, 0);
+    free(h);
+    h2_server_start(c, in.data + in.off, in.len - in.off);
+    inbuf_free(&in);
+    return 1;
 }
 
 static void on_read(conn_t *c, long n, const char *data)
@@ -673,6 +666,8 @@ static void on_read(conn_t *c, long n, const char *data)
         h->state = S_HEAD;
         read_timer(h, h->listener->limits.client_header_timeout);
     }
+    if (h->state == S_HEAD && h->listener->http2 && !h->requests && h2_preface(h))
+        return;
     if (h->state == S_HEAD)
         try_head(h);
 }

@@ -593,6 +593,17 @@ static void stream_more(upconn_t *up)
     arm_up_read(up);
 }
 
+/* The downstream took what it held back (hold): the upstream is read on. */
+static void response_resume(weir_request_t *r)
+{
+    upconn_t *up = px_of(r)->up;
+    if (!up) {
+        r->ds->abort(r);
+        return;
+    }
+    stream_more(up);
+}
+
 static void response_sent(weir_request_t *r)
 {
     upconn_t *up = px_of(r)->up;
@@ -606,6 +617,8 @@ static void response_sent(weir_request_t *r)
         response_done(up);
         return;
     }
+    if (r->ds->hold && r->ds->hold(r, response_resume))
+        return;
     stream_more(up);
 }
 

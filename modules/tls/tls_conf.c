@@ -496,10 +496,10 @@ static int parse_alpn(weir_conf_t *cf, const weir_node_t *n, tls_server_t *srv)
         const char *s = p ? weir_node_scalar(p) : defaults[i];
         weir_str_t name = {s ? s : "", s ? strlen(s) : 0};
         if (!weir_protocol_supported(name)) {
-            if (!p) /* a default the core does not speak yet (h2 before HTTP/2) */
+            if (!p) /* a default this core does not speak */
                 continue;
             return weir_conf_error(cf, p, "tls: weir does not speak the protocol '%s' "
-                                          "(alpn lists what it offers: http/1.1)", name.data);
+                                          "(alpn lists what it offers: h2, http/1.1)", name.data);
         }
         if (srv->alpn_len + 1 + name.len > sizeof(srv->alpn))
             return weir_conf_error(cf, p, "tls: alpn list too long");
