@@ -52,6 +52,7 @@
 #include "arena.h"
 #include "downstream.h"
 #include "errpage.h"
+#include "flowbuf.h"
 #include "h1.h"
 #include "h2.h"
 #include "log.h"
@@ -63,6 +64,9 @@
 #define H2_CONN_WINDOW (1u << 20)
 #define H2_OUT_MAX (64u * 1024)
 #define H2_OUT_CAP (H2_OUT_MAX + 16384 + 9)
+/* Glitches a connection may commit (see glitch()): a burst, then a rate. */
+#define H2_GLITCH_BURST 100
+#define H2_GLITCH_PER_SEC 10
 
 typedef struct h2_conn h2c_t;
 typedef struct h2_stream h2s_t;
@@ -80,10 +84,7 @@ struct h2_stream {
         body_wanted : 1, body_stopped : 1, delivered : 1, submitted : 1, last : 1,
         deferred : 1, want_done : 1, want_start : 1, reaped : 1;
     int answer;           /* a status to answer with instead of forwarding */
-    /* request body: rb[0..rb_deliv) went to the upstream side and is
-     * released by the next read_body; rb[rb_deliv..rb_len) waits */
-    char *rb, *rb_hold;
-    size_t rb_len, rb_cap, rb_deliv;
+    flowbuf_t body; /* the request body on its way to the upstream side */
     uint64_t data_bytes; /* DATA payload received */
     uint64_t consumed;   /* of which given back as window */
     weir_str_t slice;
@@ -110,6 +111,8 @@ struct h2_conn {
     size_t out_len;
     loop_task_t flush_task;
     struct timer drain_timer;
+    uint64_t glitch_tokens_ms; /* the bucket, in ms of refill (see glitch) */
+    uint64_t glitch_at;        /* when it was last refilled */
     unsigned sending : 1, closing : 1, goaway : 1, in_recv : 1, in_work : 1;
 };
 
@@ -179,6 +182,46 @@ static void idle_timer(h2c_t *h)
                h->requests ? lim->keepalive_timeout : lim->client_header_timeout);
 }
 
+/*
+ * Protections nghttp2 1.52 leaves to the application. nghttp2 itself limits
+ * the RST_STREAMs a client sends (rapid reset: a token bucket, 1000 then
+ * 33/s), CONTINUATION frames per block (8), SETTINGS entries per frame (32)
+ * and the acks it has queued for a client that does not read (1000); each
+ * ends the connection with a GOAWAY. What is left is counted here as
+ * glitches: empty DATA frames without END_STREAM and empty HEADERS or
+ * CONTINUATION frames (CVE-2019-9518), frames nghttp2 refuses as invalid,
+ * every stream weir has to reset because of what the client sent
+ * (MadeYouReset, CVE-2025-8671: PROTOCOL_ERROR, FLOW_CONTROL_ERROR,
+ * STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM), and header lists over
+ * the limit (HPACK bombs). A connection may commit H2_GLITCH_BURST of them,
+ * then H2_GLITCH_PER_SEC; beyond that it gets GOAWAY ENHANCE_YOUR_CALM and is
+ * closed. A well-behaved client commits none. Resets weir sends because an
+ * upstream failed or a timer fired (INTERNAL_ERROR, CANCEL) and NO_ERROR
+ * resets are not the client's doing and do not count.
+ */
+static int glitch(h2c_t *h, const char *what)
+{
+    const uint64_t cost = 1000 / H2_GLITCH_PER_SEC, full = H2_GLITCH_BURST * cost;
+    uint64_t now = g_loop->now;
+    if (!h->glitch_at) {
+        h->glitch_tokens_ms = full;
+    } else {
+        h->glitch_tokens_ms += now - h->glitch_at;
+        if (h->glitch_tokens_ms > full)
+            h->glitch_tokens_ms = full;
+    }
+    h->glitch_at = now ? now : 1;
+    if (h->glitch_tokens_ms >= cost) {
+        h->glitch_tokens_ms -= cost;
+        return 0;
+    }
+    log_warn("client %llu: HTTP/2 client misbehaves (%s, beyond %d in a burst or %d/s); "
+             "GOAWAY ENHANCE_YOUR_CALM",
+             (unsigned long long)h->conn->id, what, H2_GLITCH_BURST, H2_GLITCH_PER_SEC);
+    nghttp2_session_terminate_session(h->ng, NGHTTP2_ENHANCE_YOUR_CALM);
+    return -1;
+}
+
 /* The stream is done on both sides (nghttp2 closed it, the exchange is
  * over): the log phase, then the request's last reference from this side.
  * Body and response buffers still read by an upstream send go with the
@@ -194,12 +237,8 @@ static void reap(h2s_t *s)
     idle_timer(s->h);
     free(s->ob);
     s->ob = NULL;
+    flowbuf_free(&s->body, r ? r->arena : NULL);
     if (r) {
-        if (s->rb && arena_cleanup(r->arena, free, s->rb) < 0)
-            free(s->rb); /* nothing in flight can read it: the cleanup is
-                            only refused when memory is short */
-        if (s->rb_hold && arena_cleanup(r->arena, free, s->rb_hold) < 0)
-            free(s->rb_hold);
         if (r->suspended) {
             downstream_orphan_request(r);
             return;
@@ -207,9 +246,6 @@ static void reap(h2s_t *s)
         if (r->status)
             request_run_log(r);
         request_free(r);
-    } else {
-        free(s->rb);
-        free(s->rb_hold);
     }
 }
 
@@ -296,16 +332,15 @@ static int fill_request(h2s_t *s)
 static void take_first_body(h2s_t *s)
 {
     weir_request_t *r = s->r;
-    if (!s->end_in || s->rb_len > H2_STREAM_WINDOW)
+    if (!s->end_in)
         return;
     r->body.done = 1;
     r->body.retained = 1;
-    if (!s->rb_len)
+    /* the upstream side reads them from now on, to the end */
+    if (!flowbuf_take(&s->body, &s->slice))
         return;
-    s->slice = (weir_str_t){s->rb, s->rb_len};
     r->body.first = &s->slice;
     r->body.nfirst = 1;
-    s->rb_deliv = s->rb_len; /* the upstream side reads them from now on */
 }
 
 static void answer(h2s_t *s, int status)
@@ -338,72 +373,21 @@ static void start_request(h2s_t *s)
 
 /* ------------------------------------------------------- the request body */
 
-static int rb_append(h2s_t *s, const uint8_t *data, size_t len)
-{
-    if (s->rb_cap - s->rb_len < len) {
-        size_t pending = s->rb_len - s->rb_deliv;
-        size_t cap = s->rb_cap ? s->rb_cap : 4096;
-        while (cap < pending + len)
-            cap *= 2;
-        if (s->rb_deliv) {
-            /* bytes in rb[0..rb_deliv) are still read by the upstream send:
-             * the rest moves to a new buffer, the old one is kept until
-             * read_body releases it */
-            if (s->rb_hold)
-                return -1; /* cannot happen: one delivery at a time */
-            char *n = malloc(cap);
-            if (!n)
-                return -1;
-            memcpy(n, s->rb + s->rb_deliv, pending);
-            s->rb_hold = s->rb;
-            s->rb = n;
-            s->rb_len = pending;
-            s->rb_deliv = 0;
-        } else {
-            char *n = realloc(s->rb, cap);
-            if (!n)
-                return -1;
-            s->rb = n;
-        }
-        s->rb_cap = cap;
-    }
-    memcpy(s->rb + s->rb_len, data, len);
-    s->rb_len += len;
-    return 0;
-}
-
 /* What the last delivery carried goes back as window. */
 static void release_delivered(h2s_t *s)
 {
-    size_t n = s->rb_deliv;
-    if (s->rb_hold) {
-        free(s->rb_hold);
-        s->rb_hold = NULL;
-        /* rb_deliv was reset to 0 when the pending bytes moved; what went
-         * out was counted in slice */
-        n = s->slice.len;
-    } else if (n) {
-        memmove(s->rb, s->rb + n, s->rb_len - n);
-        s->rb_len -= n;
-    }
-    s->rb_deliv = 0;
-    s->slice.len = 0;
-    give_back(s, n);
+    give_back(s, flowbuf_release(&s->body));
 }
 
 /* Hands what the buffer holds to the upstream side when it asked for it. */
 static void deliver(h2s_t *s)
 {
     weir_request_t *r = s->r;
-    if (!s->body_wanted || s->rb_deliv || s->rb_hold)
-        return;
-    size_t n = s->rb_len;
-    if (!n && !s->end_in)
+    if (!s->body_wanted || s->body.taken || (!flowbuf_pending(&s->body) && !s->end_in))
         return;
     s->body_wanted = 0;
     stream_timer(s, ST_NONE);
-    s->slice = (weir_str_t){s->rb, n};
-    s->rb_deliv = n;
+    size_t n = flowbuf_take(&s->body, &s->slice);
     r->body.done = s->end_in;
     r->body.bytes += n;
     r->request_length += n;
@@ -418,7 +402,7 @@ static void ds_read_body(weir_request_t *r)
     if (r->body.done || s->body_stopped || s->over)
         return;
     s->body_wanted = 1;
-    if (s->rb_len || s->end_in) {
+    if (flowbuf_pending(&s->body) || s->end_in) {
         deliver(s);
         return;
     }
@@ -436,11 +420,7 @@ static void ds_stop_body(weir_request_t *r)
     s->body_wanted = 0;
     if (s->timer_kind == ST_BODY)
         stream_timer(s, ST_NONE);
-    if (s->rb_deliv || s->rb_hold) /* an upstream send may still read them */
-        return;
-    size_t n = s->rb_len;
-    s->rb_len = 0;
-    give_back(s, n);
+    give_back(s, flowbuf_drop(&s->body)); /* what was taken waits for the reap */
     want_flush(s->h);
 }
 
@@ -776,14 +756,14 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     return 0;
 }
 
-static void headers_received(h2c_t *h, h2s_t *s, const nghttp2_frame *f)
+static int headers_received(h2c_t *h, h2s_t *s, const nghttp2_frame *f)
 {
     if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
         s->end_in = 1;
     if (s->head_done) { /* trailers end the body */
         if (s->end_in)
             queue_work(s);
-        return;
+        return 0;
     }
     s->head_done = 1;
     s->r->request_length = f->hd.length;
@@ -793,26 +773,31 @@ static void headers_received(h2c_t *h, h2s_t *s, const nghttp2_frame *f)
                  (unsigned long long)h->conn->id, s->id);
         nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_PROTOCOL_ERROR);
         s->over = 1;
-        return;
+        return 0; /* the reset counts as a glitch when it is sent */
     }
     if (rc < 0) {
         log_info("client %llu: stream %d: rejected request (%d)", (unsigned long long)h->conn->id,
                  s->id, -rc);
         s->answer = -rc;
+        if (rc == -431 && glitch(h, "header list over max_header_size") < 0)
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
     s->want_start = 1;
     queue_work(s);
+    return 0;
 }
 
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user)
 {
-    (void)ng;
     h2c_t *h = user;
+    if (f->hd.type == NGHTTP2_DATA && f->hd.length == 0 &&
+        !(f->hd.flags & NGHTTP2_FLAG_END_STREAM) && glitch(h, "empty DATA frame") < 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
     h2s_t *s = f->hd.stream_id ? stream_of(h, f->hd.stream_id) : NULL;
     if (!s)
         return 0;
     if (f->hd.type == NGHTTP2_HEADERS) {
-        headers_received(h, s, f);
+        return headers_received(h, s, f);
     } else if (f->hd.type == NGHTTP2_DATA && (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
         s->end_in = 1;
         if (s->head.content_length >= 0 && s->data_bytes != (uint64_t)s->head.content_length) {
@@ -864,7 +849,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
         queue_work(s);
         return 0;
     }
-    if (rb_append(s, data, len) < 0) {
+    if (flowbuf_append(&s->body, data, len) < 0) {
         nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
         give_back(s, len);
         cancel_exchange(s);
@@ -873,10 +858,37 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
     return 0;
 }
 
+static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *user)
+{
+    (void)ng;
+    if (hd->length == 0 && !(hd->flags & (NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM)) &&
+        (hd->type == NGHTTP2_HEADERS || hd->type == NGHTTP2_CONTINUATION) &&
+        glitch(user, "empty HEADERS or CONTINUATION frame") < 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return 0;
+}
+
+static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *f, int err, void *user)
+{
+    (void)ng, (void)f;
+    return glitch(user, nghttp2_strerror(err)) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+}
+
+static int client_caused(uint32_t code)
+{
+    return code == NGHTTP2_PROTOCOL_ERROR || code == NGHTTP2_FLOW_CONTROL_ERROR ||
+           code == NGHTTP2_STREAM_CLOSED || code == NGHTTP2_FRAME_SIZE_ERROR ||
+           code == NGHTTP2_REFUSED_STREAM;
+}
+
 /* A response that ended while the client still sends its body: RST_STREAM
- * NO_ERROR tells it to stop (RFC 9113 §8.1). */
+ * NO_ERROR tells it to stop (RFC 9113 §8.1). A reset the client caused is a
+ * glitch. */
 static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *user)
 {
+    if (f->hd.type == NGHTTP2_RST_STREAM && client_caused(f->rst_stream.error_code) &&
+        glitch(user, "streams reset for the client's errors") < 0)
+        return 0; /* the GOAWAY is queued; the connection ends after it */
     h2s_t *s = f->hd.stream_id ? stream_of(user, f->hd.stream_id) : NULL;
     if (s && (f->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
         (f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && !s->end_in)
@@ -1138,6 +1150,8 @@ static int init_library(void)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_send_callback(callbacks, on_frame_send);
     nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, on_begin_frame);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(callbacks, on_invalid_frame);
     nghttp2_option_set_no_auto_window_update(options, 1);
     nghttp2_option_set_no_closed_streams(options, 1);
     nghttp2_option_set_max_settings(options, 32);
