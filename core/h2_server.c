@@ -14,8 +14,8 @@
  * delivery carried. The connection window (H2_CONN_WINDOW) bounds all of a
  * connection's unconsumed body bytes.
  *
- * Output. Frames are pulled from nghttp2 (mem_send) into one connection
- * buffer, at most H2_OUT_MAX bytes a round, and sent; the next round is
+ * Output (h2_wire.c). Frames are pulled from nghttp2 into one connection
+ * buffer, at most H2_WIRE_MAX bytes a round, and sent; the next round is
  * pulled when that send completed, so a client that does not read stops the
  * pulls and nghttp2's own limits (outbound acks) see the queue grow. The
  * pull runs from a task at the end of the loop turn, so the responses that
@@ -31,7 +31,7 @@
  * tree (no_closed_streams).
  *
  * What bounds memory per connection: the session (HPACK tables of 4 KiB
- * each way), the output buffer (H2_OUT_MAX plus a frame, only while a send
+ * each way), the output buffer (H2_WIRE_MAX plus a frame, only while a send
  * is queued), and per open stream (at most H2_MAX_STREAMS): its request
  * arena, its request-body buffer (at most the stream window, only while
  * DATA waits for the upstream), and its response copy (at most one
@@ -55,6 +55,7 @@
 #include "flowbuf.h"
 #include "h1.h"
 #include "h2.h"
+#include "h2_wire.h"
 #include "log.h"
 #include "phase.h"
 #include "proxy.h"
@@ -62,8 +63,6 @@
 #define H2_MAX_STREAMS 128
 #define H2_STREAM_WINDOW 65535
 #define H2_CONN_WINDOW (1u << 20)
-#define H2_OUT_MAX (64u * 1024)
-#define H2_OUT_CAP (H2_OUT_MAX + 16384 + 9)
 /* Glitches a connection may commit (see glitch()): a burst, then a rate. */
 #define H2_GLITCH_BURST 100
 #define H2_GLITCH_PER_SEC 10
@@ -107,13 +106,12 @@ struct h2_conn {
     h2s_t *work, **work_tail;
     size_t nstreams;
     uint64_t requests;
-    char *out;
-    size_t out_len;
+    h2_wire_t wire;
     loop_task_t flush_task;
     struct timer drain_timer;
     uint64_t glitch_tokens_ms; /* the bucket, in ms of refill (see glitch) */
     uint64_t glitch_at;        /* when it was last refilled */
-    unsigned sending : 1, closing : 1, goaway : 1, in_recv : 1, in_work : 1;
+    unsigned closing : 1, goaway : 1, in_recv : 1, in_work : 1;
 };
 
 static const conn_handler_t h2_handler;
@@ -953,52 +951,19 @@ static void run_work(h2c_t *h)
 
 static void flush(h2c_t *h)
 {
-    if (h->sending || h->closing)
+    if (h->closing)
         return;
-    if (!h->out && !(h->out = malloc(H2_OUT_CAP))) {
+    int rc = h2_wire_flush(&h->wire, h->ng, h->conn, h->listener->limits.send_timeout);
+    if (rc < 0) {
         h2_close(h, CONN_ABORT);
         return;
     }
-    while (h->out_len < H2_OUT_MAX) {
-        const uint8_t *p;
-        ssize_t n = nghttp2_session_mem_send(h->ng, &p);
-        if (n < 0) {
-            log_error("client %llu: HTTP/2 output failed: %s", (unsigned long long)h->conn->id,
-                      nghttp2_strerror((int)n));
-            h2_close(h, CONN_ABORT);
-            return;
-        }
-        if (n == 0)
-            break;
-        if (h->out_len + (size_t)n > H2_OUT_CAP) {
-            /* a frame larger than the room: grow once for it */
-            char *o = realloc(h->out, h->out_len + (size_t)n);
-            if (!o) {
-                h2_close(h, CONN_ABORT);
-                return;
-            }
-            h->out = o;
-        }
-        memcpy(h->out + h->out_len, p, (size_t)n);
-        h->out_len += (size_t)n;
-    }
-    if (!h->out_len) {
-        if (!nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng))
-            h2_close(h, 0); /* GOAWAY sent and every stream done */
-        else if (!h->nstreams) {
-            free(h->out);
-            h->out = NULL;
-        }
+    if (rc || h->wire.sending)
         return;
-    }
-    wireq_t *q = conn_wq(h->conn);
-    if (!q || wq_add(q, h->out, h->out_len) < 0) {
-        h2_close(h, CONN_ABORT);
-        return;
-    }
-    h->sending = 1;
-    conn_timer(h->conn, CONN_TIMER_WRITE, h->listener->limits.send_timeout);
-    conn_send(h->conn);
+    if (!nghttp2_session_want_read(h->ng) && !nghttp2_session_want_write(h->ng))
+        h2_close(h, 0); /* GOAWAY sent and every stream done */
+    else if (!h->nstreams)
+        h2_wire_free(&h->wire); /* an idle connection holds no buffer */
 }
 
 /* Work first (it submits frames), then the pull; a done or resume that the
@@ -1009,7 +974,7 @@ static void flush_task(loop_task_t *t)
     run_work(h);
     flush(h);
     run_work(h);
-    if (!h->sending && !h->closing && nghttp2_session_want_write(h->ng))
+    if (!h->wire.sending && !h->closing && nghttp2_session_want_write(h->ng))
         want_flush(h);
 }
 
@@ -1057,7 +1022,7 @@ static void on_release(conn_t *c)
     loop_undefer(g_loop, &h->flush_task);
     timer_detach(g_loop, &h->drain_timer);
     nghttp2_session_del(h->ng);
-    free(h->out);
+    h2_wire_free(&h->wire);
     free(h);
 }
 
@@ -1103,9 +1068,7 @@ static void on_read(conn_t *c, long n, const char *data)
 static void on_sent(conn_t *c, int res)
 {
     h2c_t *h = c->owner;
-    conn_timer(c, CONN_TIMER_WRITE, 0);
-    h->sending = 0;
-    h->out_len = 0;
+    h2_wire_sent(&h->wire, c);
     if (res < 0) {
         log_info("client %llu: send failed: %s", (unsigned long long)c->id, strerror(-res));
         h2_close(h, CONN_ABORT);
@@ -1121,7 +1084,7 @@ static void on_timeout(conn_t *c, int which)
         log_info("client %llu: send_timeout", (unsigned long long)c->id);
     else if (!h->requests)
         log_info("client %llu: client_header_timeout", (unsigned long long)c->id);
-    if (which == CONN_TIMER_READ && !h->sending) {
+    if (which == CONN_TIMER_READ && !h->wire.sending) {
         /* idle: say goodbye politely */
         nghttp2_session_terminate_session(h->ng, NGHTTP2_NO_ERROR);
         flush(h);
