@@ -875,6 +875,19 @@ static int ups_max_fails(struct loader *L, void *obj, const weir_node_t *v)
     return weir_node_int(L->cf, v, 0, 1000000, &((weir_upstream_t *)obj)->max_fails);
 }
 
+static int ups_protocol(struct loader *L, void *obj, const weir_node_t *v)
+{
+    const char *p = v->type == WEIR_NODE_SCALAR ? v->scalar : "";
+    if (strcmp(p, "http1") == 0)
+        ((weir_upstream_t *)obj)->protocol = UPSTREAM_HTTP1;
+    else if (strcmp(p, "h2") == 0)
+        ((weir_upstream_t *)obj)->protocol = UPSTREAM_H2;
+    else
+        return weir_conf_error(L->cf, v, "'protocol' is http1 or h2 (HTTP/2 to the servers, "
+                                         "as gRPC needs), not '%s'", p);
+    return 0;
+}
+
 static const struct core_key upstream_keys[] = {
     {"balancer", ups_balancer},
     {"servers", ups_servers},
@@ -884,6 +897,7 @@ static const struct core_key upstream_keys[] = {
     {"write_timeout", ups_write_timeout},
     {"idle_timeout", ups_idle_timeout},
     {"tunnel_timeout", ups_tunnel_timeout},
+    {"protocol", ups_protocol},
     {"retries", ups_retries},
     {"max_fails", ups_max_fails},
     {"fail_timeout", ups_fail_timeout},

@@ -88,6 +88,9 @@ typedef struct peer {
     int backup;
 } peer_t;
 
+/* What an upstream's servers speak. */
+enum { UPSTREAM_HTTP1, UPSTREAM_H2 };
+
 struct weir_upstream {
     const char *name;
     const char *balancer_name;
@@ -99,6 +102,7 @@ struct weir_upstream {
     uint64_t keepalive; /* idle connections per worker */
     uint64_t connect_timeout, read_timeout, write_timeout, idle_timeout; /* ms */
     uint64_t tunnel_timeout; /* ms: idle limit of a tunnel after 101 */
+    int protocol; /* UPSTREAM_HTTP1 or UPSTREAM_H2 */
     long retries;
     long max_fails;
     uint64_t fail_timeout; /* ms */

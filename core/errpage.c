@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "arena.h"
 #include "downstream.h"
@@ -63,6 +64,58 @@ static void answer_sent(weir_request_t *r)
     r->ds->finish(r);
 }
 
+/* A gRPC call (HTTP/2, content-type application/grpc...) that weir answers
+ * itself gets what a gRPC client understands instead of a page: a
+ * trailers-only response, :status 200 with grpc-status and grpc-message,
+ * as Envoy does. The codes follow gRPC's HTTP-to-gRPC status mapping
+ * (doc/http-grpc-status-mapping.md): 502, 503, 504 and 429 are UNAVAILABLE
+ * (14), so the client may retry. The access log shows the 200, the error
+ * log the reason. */
+static int is_grpc(const weir_request_t *r)
+{
+    header_entry_t *ct = headers_find(&r->headers, WEIR_STR("content-type"));
+    return r->version == 20 && ct && ct->value.len >= 16 &&
+           strncasecmp(ct->value.data, "application/grpc", 16) == 0;
+}
+
+static int grpc_code(int status)
+{
+    switch (status) {
+    case 400: return 13; /* INTERNAL */
+    case 401: return 16; /* UNAUTHENTICATED */
+    case 403: return 7;  /* PERMISSION_DENIED */
+    case 404: return 12; /* UNIMPLEMENTED */
+    case 429: case 502: case 503: case 504: return 14; /* UNAVAILABLE */
+    default: return 2;   /* UNKNOWN */
+    }
+}
+
+static void grpc_answer(weir_request_t *r)
+{
+    char *code = arena_alloc_raw(r->arena, 4);
+    char *msg = arena_alloc_raw(r->arena, 64);
+    if (!code || !msg) {
+        r->ds->abort(r);
+        return;
+    }
+    snprintf(code, 4, "%d", grpc_code(r->status));
+    snprintf(msg, 64, "weir: %d %s", r->status, h1_reason(r->status));
+    headers_init(&r->resp_headers);
+    headers_push(r->arena, &r->resp_headers, WEIR_STR("content-type"),
+                 WEIR_STR("application/grpc"));
+    headers_push(r->arena, &r->resp_headers, WEIR_STR("grpc-status"),
+                 (weir_str_t){code, strlen(code)});
+    headers_push(r->arena, &r->resp_headers, WEIR_STR("grpc-message"),
+                 (weir_str_t){msg, strlen(msg)});
+    r->status = 200;
+    response_start_t rs = {.body = BODY_NONE, .advertised = -1};
+    if (r->ds->start_response(r, &rs) < 0) {
+        r->ds->abort(r);
+        return;
+    }
+    r->ds->send_body(r, NULL, 0, 1, answer_sent);
+}
+
 void errpage_send(weir_request_t *r)
 {
     const downstream_t *ds = r->ds;
@@ -75,6 +128,10 @@ void errpage_send(weir_request_t *r)
          * fields go down with weir's own status */
         headers_init(&r->resp_headers);
         r->resp_from_upstream = 0;
+    }
+    if (r->status >= 400 && !r->respond_body.len && is_grpc(r)) {
+        grpc_answer(r);
+        return;
     }
     const char *reason = h1_reason(r->status);
     /* the error phase may set headers or a body */

@@ -57,7 +57,7 @@ typedef struct h2_head {
     int64_t content_length; /* -1: none */
     size_t list_size;
     unsigned pseudo_seen;
-    unsigned regular_seen : 1, cookies : 1;
+    unsigned regular_seen : 1, cookies : 1, te_trailers : 1;
     int error; /* the first failure; later fields are ignored */
 } h2_head_t;
 

@@ -135,7 +135,8 @@ static int regular_field(struct arena *a, h2_head_t *h, weir_str_t name, weir_st
     if (lit_eq(name, "te")) {
         if (!lit_eq(value, "trailers"))
             return fail(h, H2_MALFORMED);
-        return 0; /* hop-by-hop: never forwarded to an HTTP/1 upstream */
+        h->te_trailers = 1; /* hop-by-hop: only an HTTP/2 upstream gets it */
+        return 0;
     }
     if (lit_eq(name, "content-length"))
         return content_length_field(h, value);

@@ -81,15 +81,16 @@ struct h2_stream {
     h2s_t *work_next;     /* the connection's work list */
     unsigned in_work : 1, head_done : 1, started : 1, closed : 1, over : 1, end_in : 1,
         body_wanted : 1, body_stopped : 1, delivered : 1, submitted : 1, last : 1,
-        deferred : 1, want_done : 1, want_start : 1, reaped : 1;
+        deferred : 1, want_done : 1, want_start : 1, reaped : 1,
+        bodiless : 1; /* END_STREAM came on the request head */
     int answer;           /* a status to answer with instead of forwarding */
     flowbuf_t body; /* the request body on its way to the upstream side */
     uint64_t data_bytes; /* DATA payload received */
     uint64_t consumed;   /* of which given back as window */
     weir_str_t slice;
     /* response */
-    nghttp2_nv *nva;
-    size_t nnv;
+    nghttp2_nv *nva, *tnva; /* the response head, the trailers */
+    size_t nnv, ntnv;
     int has_body;
     char *ob;
     size_t ob_len, ob_off, ob_cap;
@@ -311,11 +312,12 @@ static int fill_request(h2s_t *s)
         if (headers_push(r->arena, &r->headers, hd->fields.v[i].name, hd->fields.v[i].value) < 0)
             return -500;
     r->keepalive = 1;
+    r->te_trailers = hd->te_trailers;
     if (hd->content_length >= 0) {
         r->body.kind = BODY_LENGTH;
         r->body.length = (uint64_t)hd->content_length;
-        r->has_body = hd->content_length > 0 || !s->end_in;
-    } else if (!s->end_in) {
+        r->has_body = hd->content_length > 0 || !s->bodiless;
+    } else if (!s->bodiless) {
         r->body.kind = BODY_STREAM;
         r->has_body = 1;
     }
@@ -456,37 +458,49 @@ static int push_nv(weir_request_t *r, nghttp2_nv *nv, weir_str_t name, weir_str_
     return 0;
 }
 
-/* The response head as nghttp2 fields: :status, the fields that may cross
- * (no connection-specific ones, names lowercased), the length. It is
- * submitted with the first send_body, so an answer of weir's own may still
- * replace it until then. */
-static int ds_start_response(weir_request_t *r, const response_start_t *rs)
+/* Fields that may cross into HTTP/2 as nghttp2 fields, after `front` slots
+ * left for the caller: no connection-specific ones, no content-length (the
+ * caller states the length), names lowercased. NULL when a module set bytes
+ * no field may hold, or memory is short. */
+static nghttp2_nv *fields_nva(weir_request_t *r, const weir_headers_t *hs, size_t front,
+                              size_t back, size_t *n)
 {
-    h2s_t *s = r->ds_ctx;
-    if (r->status < 200 || r->status > 999 || s->submitted)
-        return -1; /* no 1xx and no 101 over HTTP/2 */
-    weir_headers_t *hs = &r->resp_headers;
-    nghttp2_nv *nva = arena_alloc(r->arena, (hs->n + 2) * sizeof(*nva));
-    char *status = arena_alloc_raw(r->arena, 4);
-    char *clen = arena_alloc_raw(r->arena, 24);
-    if (!nva || !status || !clen)
-        return -1;
-    snprintf(status, 4, "%03d", r->status);
-    size_t n = 0;
-    nva[n++] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3,
-                            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
+    nghttp2_nv *nva = arena_alloc(r->arena, (hs->n + front + back) * sizeof(*nva));
+    if (!nva)
+        return NULL;
+    *n = front;
     for (size_t i = 0; i < hs->n; i++) {
         weir_str_t name = hs->v[i].name, value = hs->v[i].value;
         if (!name.len || connection_specific(name) ||
             (name.len == 14 && strncasecmp(name.data, "content-length", 14) == 0))
             continue;
         if (!bytes_ok(name) || !bytes_ok(value)) {
-            log_error("cannot serialise the response head (a module set an invalid header?)");
-            return -1;
+            log_error("cannot serialise a response field (a module set an invalid header?)");
+            return NULL;
         }
-        if (push_nv(r, &nva[n++], name, value) < 0)
-            return -1;
+        if (push_nv(r, &nva[(*n)++], name, value) < 0)
+            return NULL;
     }
+    return nva;
+}
+
+/* The response head: :status, the fields, the length. It is submitted with
+ * the first send_body, so an answer of weir's own may still replace it
+ * until then. */
+static int ds_start_response(weir_request_t *r, const response_start_t *rs)
+{
+    h2s_t *s = r->ds_ctx;
+    if (r->status < 200 || r->status > 999 || s->submitted)
+        return -1; /* no 1xx and no 101 over HTTP/2 */
+    size_t n;
+    nghttp2_nv *nva = fields_nva(r, &r->resp_headers, 1, 1, &n);
+    char *status = arena_alloc_raw(r->arena, 4);
+    char *clen = arena_alloc_raw(r->arena, 24);
+    if (!nva || !status || !clen)
+        return -1;
+    snprintf(status, 4, "%03d", r->status);
+    nva[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3,
+                          NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
     int64_t length = rs->body == BODY_LENGTH ? (int64_t)rs->length
                      : rs->body == BODY_NONE ? rs->advertised
                                              : -1;
@@ -501,6 +515,16 @@ static int ds_start_response(weir_request_t *r, const response_start_t *rs)
     return 0;
 }
 
+/* The body's end: END_STREAM on the last DATA, or on the trailers. */
+static void end_data(h2s_t *s, uint32_t *flags)
+{
+    *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if (!s->ntnv)
+        return;
+    if (nghttp2_submit_trailer(s->h->ng, s->id, s->tnva, s->ntnv) == 0)
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+}
+
 static ssize_t read_body_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, size_t length,
                             uint32_t *flags, nghttp2_data_source *src, void *user)
 {
@@ -509,7 +533,7 @@ static ssize_t read_body_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
     size_t avail = s->ob_len - s->ob_off;
     if (!avail) {
         if (s->last) {
-            *flags |= NGHTTP2_DATA_FLAG_EOF;
+            end_data(s, flags);
             return 0;
         }
         s->deferred = 1;
@@ -521,7 +545,7 @@ static ssize_t read_body_cb(nghttp2_session *ng, int32_t id, uint8_t *buf, size_
     if (s->ob_off == s->ob_len) {
         s->ob_off = s->ob_len = 0;
         if (s->last)
-            *flags |= NGHTTP2_DATA_FLAG_EOF;
+            end_data(s, flags);
         if (s->resume)
             queue_work(s);
     }
@@ -583,6 +607,13 @@ static void ds_send_body(weir_request_t *r, const weir_str_t *sl, size_t n, int 
     for (size_t i = 0; s->has_body && i < n; i++)
         r->body_bytes_sent += sl[i].len;
     s->last = last;
+    if (last && r->resp_trailers.n && s->has_body &&
+        !(s->tnva = fields_nva(r, &r->resp_trailers, 0, 0, &s->ntnv))) {
+        nghttp2_submit_rst_stream(s->h->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+        cancel_exchange(s);
+        queue_work(s);
+        return;
+    }
     if (!s->submitted) {
         if (submit_head(s) != 0) {
             nghttp2_submit_rst_stream(s->h->ng, NGHTTP2_FLAG_NONE, s->id,
@@ -764,6 +795,7 @@ static int headers_received(h2c_t *h, h2s_t *s, const nghttp2_frame *f)
         return 0;
     }
     s->head_done = 1;
+    s->bodiless = s->end_in;
     s->r->request_length = f->hd.length;
     int rc = h2_head_finish(s->r->arena, &s->head);
     if (rc == H2_MALFORMED) {

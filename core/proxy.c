@@ -35,8 +35,10 @@
 #include "errpage.h"
 #include "h1.h"
 #include "h1_queue.h"
+#include "h2_client.h"
 #include "inbuf.h"
 #include "log.h"
+#include "upstream.h"
 #include "workstate.h"
 
 #define RESPONSE_HEAD_MIN_LIMIT (64 * 1024)
@@ -275,23 +277,6 @@ static void pool_make_fd_room(void)
 
 /* ------------------------------------------------------------ connecting */
 
-/* Modules' upstream_connect hooks (1.3), in modules: order. */
-static int run_connect_hooks(weir_request_t *r, conn_t *c)
-{
-    const weir_conf_t *cf = r->cf;
-    for (size_t i = 0; i < cf->nmodules; i++) {
-        const weir_module_t *m = cf->modules[i].desc;
-        if (m->struct_size < offsetof(weir_module_t, upstream_connect) + sizeof(void *) ||
-            !m->upstream_connect)
-            continue;
-        if (m->upstream_connect(r, c) < 0) {
-            log_error("module %s: upstream_connect failed", m->name);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 static upconn_t *up_new(weir_request_t *r, size_t peer, int *err)
 {
     weir_upstream_t *u = r->upstream;
@@ -351,15 +336,6 @@ static void on_connected(conn_t *c, int res)
 }
 
 /* ----------------------------------------------------------- request side */
-
-static int is_idempotent(weir_str_t m)
-{
-    static const char *const safe[] = {"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"};
-    for (size_t i = 0; i < sizeof(safe) / sizeof(safe[0]); i++)
-        if (m.len == strlen(safe[i]) && memcmp(m.data, safe[i], m.len) == 0)
-            return 1;
-    return 0;
-}
 
 /* Body slices, framed for the upstream, onto the connection's queue. */
 static int queue_body(upconn_t *up, wireq_t *q, const weir_str_t *s, size_t n, int last)
@@ -818,12 +794,6 @@ static void on_up_read(conn_t *c, long res, const char *data)
 
 /* -------------------------------------------------------------- failures */
 
-static int retry_allowed(const weir_request_t *r)
-{
-    return r->body.retained && is_idempotent(r->method) &&
-           (long)r->tries <= r->upstream->retries;
-}
-
 /* count_failure: only connect errors and connect timeouts mark a peer toward
  * max_fails (SPEC §7 "passive failures (connect errors)"); a server that
  * accepted the connection and then misbehaved answers 502/504 but stays up. */
@@ -852,7 +822,7 @@ static void up_fail(upconn_t *up, int status, int count_failure, const char *why
         connect_peer(r);
         return;
     }
-    if (retry_allowed(r) && request_pick_peer(r) >= 0) {
+    if (upstream_may_retry(r) && request_pick_peer(r) >= 0) {
         log_info("retrying on %s", r->upstream_addr);
         connect_peer(r);
         return;
@@ -907,6 +877,10 @@ static const conn_handler_t exchange_handler = {
 
 void proxy_cancel(weir_request_t *r)
 {
+    if (r->ctx && r->upstream && r->upstream->protocol == UPSTREAM_H2) {
+        h2_client_cancel(r);
+        return;
+    }
     proxy_x_t *px = r->ctx ? px_of(r) : NULL;
     if (!px || !px->up)
         return;
@@ -945,7 +919,7 @@ static void connect_peer(weir_request_t *r)
         return;
     }
     attach(up, r);
-    if (run_connect_hooks(r, up->conn) < 0) {
+    if (upstream_connect_hooks(r, up->conn) < 0) {
         up_fail(up, 502, 0, "a module refused the upstream connection");
         return;
     }
@@ -960,27 +934,16 @@ int proxy_init(const weir_conf_t *cf)
     pools = calloc(cf->nupstreams + 1, sizeof(pool_t));
     npools = cf->nupstreams;
     request_on_answer = proxy_answer;
-    return pools ? 0 : -1;
-}
-
-/* The Host sent upstream: the client's (from the target for absolute-form),
- * unless a module replaced the Host field (SPEC §6: "passed through unless a
- * header rule changes it"). The parser points the client's Host field at
- * host_header's bytes, so a field with other bytes is a module's. A module
- * that removes it leaves the client's. */
-static weir_str_t upstream_host(const weir_request_t *r)
-{
-    header_entry_t *e = headers_find(&r->headers, WEIR_STR("host"));
-    if (e && e->value.data != r->host_header.data && e->value.len)
-        return e->value;
-    if (!r->host_header.len) /* HTTP/1.0 without Host: name the upstream, as
-                                nginx's $proxy_host does; HTTP/1.1 needs one */
-        return (weir_str_t){r->upstream->name, strlen(r->upstream->name)};
-    return r->host_header;
+    return pools && h2_client_init(cf) == 0 ? 0 : -1;
 }
 
 void proxy_start(weir_request_t *r)
 {
+    if (r->upstream->protocol == UPSTREAM_H2) {
+        upstream_set_host(r);
+        h2_client_start(r);
+        return;
+    }
     proxy_x_t *px = arena_alloc(r->arena, sizeof(*px));
     if (!px) {
         weir_respond(r, 500, (weir_str_t){0});
@@ -992,7 +955,7 @@ void proxy_start(weir_request_t *r)
                      : r->body.kind == BODY_STREAM ? H1_FRAMING_CHUNKED
                                                    : H1_FRAMING_NONE;
     r->body.sink = body_sink;
-    r->host_header = upstream_host(r);
+    upstream_set_host(r);
     if (r->upgrade &&
         (headers_push(r->arena, &r->headers, WEIR_STR("Upgrade"), r->upgrade_value) < 0 ||
          headers_push(r->arena, &r->headers, WEIR_STR("Connection"), WEIR_STR("upgrade")) < 0)) {

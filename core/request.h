@@ -68,6 +68,7 @@ struct weir_request {
     int keepalive;
     int expect_continue;
     int has_body;
+    int te_trailers;          /* the client sent TE: trailers (HTTP/2; gRPC) */
     int upgrade;              /* the client asked to switch protocols */
     weir_str_t upgrade_value; /* its Upgrade field */
     request_body_t body;
@@ -84,6 +85,9 @@ struct weir_request {
     /* response */
     int status;
     weir_headers_t resp_headers;
+    /* Response trailers (an HTTP/2 upstream's, e.g. grpc-status): an HTTP/2
+     * client gets them after the body; HTTP/1 drops them. */
+    weir_headers_t resp_trailers;
     int resp_from_upstream;  /* resp_headers are the upstream's response head */
     weir_str_t respond_body; /* for weir_respond */
     int responded;           /* weir_respond was called */
