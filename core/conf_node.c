@@ -399,6 +399,11 @@ const char *weir_upstream_name(const weir_upstream_t *u)
     return u->name;
 }
 
+const char *weir_upstream_protocol(const weir_upstream_t *u)
+{
+    return u->protocol == UPSTREAM_H2 ? "h2" : "http/1.1";
+}
+
 const weir_node_t *conf_modules_key(const weir_conf_t *cf)
 {
     const weir_node_t *root = cf->root;

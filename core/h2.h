@@ -16,7 +16,7 @@
  *    :path is "/"-rooted request-target bytes ("*" for OPTIONS only);
  *    :scheme is http or https;
  *  - Host comes from :authority; a Host field that disagrees is malformed;
- *    with neither it is 400;
+ *    with neither, nghttp2 resets the stream (weir's own check says 400);
  *  - content-length is digits, and one value; it must equal the sum of the
  *    DATA frames (checked as they come, h2_server.c);
  *  - cookie fields are joined with "; " (RFC 9113 §8.2.3) before an HTTP/1

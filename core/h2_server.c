@@ -699,6 +699,11 @@ static void on_stream_timer(struct timer *t)
     if (kind == ST_BODY) {
         log_info("client %llu: stream %d: client_body_timeout", (unsigned long long)h->conn->id,
                  s->id);
+        if (!s->started) { /* the body a head promised never came */
+            s->answer = 408;
+            queue_work(s);
+            return;
+        }
         if (!s->submitted) {
             s->body_wanted = 0;
             proxy_cancel(s->r);
@@ -898,9 +903,17 @@ static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void 
     return 0;
 }
 
+/* nghttp2 found the frame malformed and resets the stream itself (a DATA
+ * sum that breaks content-length, for one): the reset is only queued, so
+ * the stream is ended here, before its deferred start could forward it. */
 static int on_invalid_frame(nghttp2_session *ng, const nghttp2_frame *f, int err, void *user)
 {
-    (void)ng, (void)f;
+    (void)ng;
+    h2s_t *s = f->hd.stream_id ? stream_of(user, f->hd.stream_id) : NULL;
+    if (s && !s->over) {
+        cancel_exchange(s);
+        queue_work(s);
+    }
     return glitch(user, nghttp2_strerror(err)) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
@@ -939,12 +952,28 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 
 /* ------------------------------------------------------------- work, flush */
 
+/* A body with a content-length that fits the stream window is all read
+ * before the request goes upstream (nginx buffers request bodies too): the
+ * DATA sum is checked against it first, so a body that breaks its length
+ * (which nghttp2 resets without telling) never reaches a server, and the
+ * body is kept for retries. Longer bodies, and bodies of unknown length
+ * (gRPC streams), go at once. */
+static int body_awaited(h2s_t *s)
+{
+    if (s->end_in || s->answer || s->head.content_length < 0 ||
+        s->head.content_length > H2_STREAM_WINDOW)
+        return 0;
+    if (s->timer_kind == ST_NONE)
+        stream_timer(s, ST_BODY);
+    return 1;
+}
+
 static void run_stream_work(h2s_t *s)
 {
-    if (s->want_start && !s->closed) {
+    if (s->want_start && !s->closed && !s->over && !body_awaited(s)) {
         s->want_start = 0;
-        if (!s->over)
-            start_request(s);
+        stream_timer(s, ST_NONE);
+        start_request(s);
     }
     if (s->want_done && !s->over) {
         s->want_done = 0;

@@ -52,6 +52,10 @@
  *        detach; a transport's write() may take 0 bytes
  *        when full, and the core offers a send's pieces back to back before
  *        output() (records gather small pieces).
+ *   1.5  HTTP/2: weir_upstream_protocol (a TLS module offers "h2" to a
+ *        `protocol: h2` upstream); weir_protocol_supported knows "h2", so
+ *        a listener's ALPN offers it; HTTP/2 streams are requests with
+ *        weir_request_version() 20.
  */
 #ifndef WEIR_MODULE_H
 #define WEIR_MODULE_H
@@ -66,7 +70,7 @@ extern "C" {
 #endif
 
 #define WEIR_ABI_MAJOR 1
-#define WEIR_ABI_MINOR 4
+#define WEIR_ABI_MINOR 5
 
 /* Marks the descriptor as the one symbol a module exports. */
 #define WEIR_MODULE_EXPORT __attribute__((visibility("default")))
@@ -238,6 +242,9 @@ size_t weir_route_index(const weir_route_t *rt);
  * a module, e.g. a redirect). */
 weir_upstream_t *weir_route_upstream(const weir_route_t *rt);
 const char *weir_upstream_name(const weir_upstream_t *u);
+/* What the upstream's servers speak, as an ALPN name: "http/1.1", or "h2"
+ * for `protocol: h2` (1.5). */
+const char *weir_upstream_protocol(const weir_upstream_t *u);
 
 /* ----------------------------------------------------------------- phases */
 

@@ -91,7 +91,9 @@ int tls_upstream_connect(weir_request_t *r, weir_connection_t *c)
     int peer = weir_request_peer(r);
     if (peer < 0)
         return -1;
-    tls_conn_t *t = tls_conn_client(cl, (size_t)peer, tls_upstream_name(r, cl), c);
+    const char *proto = weir_upstream_protocol(weir_request_upstream(r));
+    tls_conn_t *t = tls_conn_client(cl, (size_t)peer, tls_upstream_name(r, cl),
+                                    strcmp(proto, "http/1.1") ? proto : NULL, c);
     if (!t)
         return -1;
     if (weir_connection_set_transport(c, &tls_transport, t) < 0) {

@@ -85,7 +85,10 @@ extern const weir_transport_t tls_transport;
 /* A transport state for a new server (c a client connection) or client (an
  * upstream connection) SSL. NULL when memory is short. */
 tls_conn_t *tls_conn_server(const tls_server_t *srv, weir_connection_t *c);
-tls_conn_t *tls_conn_client(tls_client_t *cl, size_t peer, const char *name, weir_connection_t *c);
+/* alpn: the protocol offered to the server ("h2" for a protocol: h2
+ * upstream), NULL for the context's http/1.1. */
+tls_conn_t *tls_conn_client(tls_client_t *cl, size_t peer, const char *name, const char *alpn,
+                            weir_connection_t *c);
 SSL *tls_conn_ssl(const tls_conn_t *t);
 tls_client_t *tls_conn_client_of(const tls_conn_t *t);
 size_t tls_conn_peer(const tls_conn_t *t);

@@ -231,7 +231,8 @@ tls_conn_t *tls_conn_server(const tls_server_t *srv, weir_connection_t *c)
     return t;
 }
 
-tls_conn_t *tls_conn_client(tls_client_t *cl, size_t peer, const char *name, weir_connection_t *c)
+tls_conn_t *tls_conn_client(tls_client_t *cl, size_t peer, const char *name, const char *alpn,
+                            weir_connection_t *c)
 {
     tls_conn_t *t = conn_new(cl->ctx, c);
     if (!t)
@@ -239,6 +240,16 @@ tls_conn_t *tls_conn_client(tls_client_t *cl, size_t peer, const char *name, wei
     t->client = cl;
     t->peer = peer;
     SSL_set_connect_state(t->ssl);
+    if (alpn) {
+        unsigned char wire[16];
+        size_t n = strlen(alpn);
+        if (n + 1 > sizeof(wire))
+            goto fail;
+        wire[0] = (unsigned char)n;
+        memcpy(wire + 1, alpn, n);
+        if (SSL_set_alpn_protos(t->ssl, wire, (unsigned)(n + 1)) != 0)
+            goto fail;
+    }
     if (name && !(t->name = strdup(name)))
         goto fail;
     if (name) {

@@ -413,13 +413,19 @@ def test_rsa_and_ecdsa_certificates_for_the_same_names(weir, backend, certs):
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("alpn_conf", [None, ["http/1.1"]], ids=["default", "explicit"])
-def test_alpn(weir, backend, certs, alpn_conf):
+@pytest.mark.parametrize("alpn_conf,first", [(None, "h2"), (["http/1.1"], "http/1.1"),
+                                              (["h2", "http/1.1"], "h2")],
+                         ids=["default", "explicit-http1", "explicit-h2"])
+def test_alpn(weir, backend, certs, alpn_conf, first):
+    """The default offers h2 then http/1.1; a list offers what it names."""
     tls = {"certificates": [pair(certs.a)]}
     if alpn_conf:
         tls["alpn"] = alpn_conf
     w, b = start(weir, backend, tls)
-    c = https(w.port, client_ctx(alpn=["h2", "http/1.1"]))
+    rc, out = s_client(w.port, "-alpn", "h2,http/1.1", stdin=REQ)
+    assert "ALPN protocol: %s" % first in out, out
+    # a client that speaks HTTP/1.1 only gets it
+    c = https(w.port, client_ctx(alpn=["http/1.1"]))
     assert c.alpn == "http/1.1"
     assert c.sent["x-ssl-alpn-protocol"] == "http/1.1"
     # nothing in common: no ALPN answer (as nginx), and HTTP/1.1 all the same
@@ -428,8 +434,6 @@ def test_alpn(weir, backend, certs, alpn_conf):
     assert "x-ssl-alpn-protocol" not in c.sent
     c = https(w.port, client_ctx())
     assert c.alpn is None and "x-ssl-alpn-protocol" not in c.sent
-    rc, out = s_client(w.port, "-alpn", "h2,http/1.1", stdin=REQ)
-    assert "ALPN protocol: http/1.1" in out, out
 
 
 # ---------------------------------------------------------------------------
@@ -1199,8 +1203,9 @@ CONFIG_ERRORS = {
                           r"tls: verify_client needs 'client_ca'"),
     "verify-bad": (None, ["verify_client: maybe", "client_ca: ca.pem"], "15:22",
                    r"tls: verify_client is off, optional or on"),
-    "alpn-h2": (None, ["alpn: [h2, http/1.1]"], "15:14",
-                r"tls: weir does not speak the protocol 'h2'"),
+    "alpn-h3": (None, ["alpn: [h3, http/1.1]"], "15:14",
+                r"tls: weir does not speak the protocol 'h3' \(alpn lists what it offers: h2, "
+                r"http/1.1\)"),
     "handshake-timeout": (None, ["handshake_timeout: soon"], "15:26",
                           r"invalid duration 'soon' for 'handshake_timeout'"),
 }
