@@ -473,6 +473,12 @@ static int hc_conf_done(weir_conf_t *cf)
             if (zone[i].down) /* carried from the running generation */
                 weir_peer_set_down(u, i, 1);
         zone += weir_upstream_peer_count(u);
+        /* the http check speaks HTTP/1.1; a gRPC server would refuse it */
+        if (c->check.type == HC_HTTP && strcmp(weir_upstream_protocol(u), "http/1.1") != 0)
+            return weir_conf_error(cf, weir_upstream_node(u),
+                                   "health_check: type http speaks HTTP/1.1, and upstream '%s' "
+                                   "says protocol: h2; use type: tcp",
+                                   weir_upstream_name(u));
         if (c->check.type == HC_HTTP && build_requests(cf, u, c) < 0)
             return weir_conf_error(cf, weir_upstream_node(u), "health_check: out of memory");
     }

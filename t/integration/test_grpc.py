@@ -288,3 +288,44 @@ def test_grpc_timeout_reaches_the_server_and_a_deadline_ends_the_call(weir):
         assert remaining and remaining[0] is not None and remaining[0] <= 0.5
     finally:
         srv.stop(0)
+
+
+def _check(w, cfg):
+    import subprocess
+    from conftest import MODULES_DIR, WEIR_BIN
+    w.write(cfg)
+    p = subprocess.run([WEIR_BIN, "-t", "-c", w.conf_path, "-M", MODULES_DIR],
+                       capture_output=True, text=True, timeout=30)
+    return p.returncode, p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("kind,ok", [("http", False), ("tcp", True)])
+def test_health_check_of_an_h2_upstream(weir, grpc_server, kind, ok):
+    """The http check speaks HTTP/1.1, which a gRPC server refuses: on a
+    protocol: h2 upstream it is a config error that says to use tcp; tcp
+    checks work, and calls still go through."""
+    svc, port, _ = grpc_server()
+    w = weir()
+    cfg = w.config(upstreams={"g": {"servers": ["127.0.0.1:%d" % port], "protocol": "h2",
+                                    "health_check": {"type": kind, "interval": "200ms",
+                                                     "timeout": "100ms"}}},
+                   routes=[{"path": "/%s/" % SERVICE, "upstream": "g"}],
+                   listener={"http2": True},
+                   modules=["router", "lb_roundrobin", "healthcheck"])
+    rc, out = _check(w, cfg)
+    if not ok:
+        assert rc != 0 and "health_check: type http speaks HTTP/1.1" in out, out
+        assert "use type: tcp" in out and "weir.yaml:" in out, out
+        return
+    assert rc == 0, out
+    w.start(cfg)
+    with channel(w) as ch:
+        assert method(ch, "Unary")(b"hc", timeout=10) == b"u:hc"
+
+
+def test_protocol_key_is_checked(weir):
+    w = weir()
+    cfg = w.config(upstreams={"g": {"servers": ["127.0.0.1:1"], "protocol": "h3"}},
+                   routes=[{"path": "/", "upstream": "g"}])
+    rc, out = _check(w, cfg)
+    assert rc != 0 and "'protocol' is http1 or h2" in out and "not 'h3'" in out, out
