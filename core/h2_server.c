@@ -55,6 +55,7 @@
 #include "flowbuf.h"
 #include "h1.h"
 #include "h2.h"
+#include "h2_guard.h"
 #include "h2_wire.h"
 #include "log.h"
 #include "phase.h"
@@ -63,9 +64,15 @@
 #define H2_MAX_STREAMS 128
 #define H2_STREAM_WINDOW 65535
 #define H2_CONN_WINDOW (1u << 20)
-/* Glitches a connection may commit (see glitch()): a burst, then a rate. */
+/* What a connection may do before it is cut (see the protections below):
+ * a burst, then a rate per second. */
 #define H2_GLITCH_BURST 100
 #define H2_GLITCH_PER_SEC 10
+#define H2_IDLE_CONTROL_BURST 200
+#define H2_IDLE_CONTROL_PER_SEC 20
+#define H2_CONTROL_CREDIT_MAX 64
+#define H2_RESET_BURST 500
+#define H2_RESET_PER_SEC 30
 
 typedef struct h2_conn h2c_t;
 typedef struct h2_stream h2s_t;
@@ -110,9 +117,12 @@ struct h2_conn {
     h2_wire_t wire;
     loop_task_t flush_task;
     struct timer drain_timer;
-    uint64_t glitch_tokens_ms; /* the bucket, in ms of refill (see glitch) */
-    uint64_t glitch_at;        /* when it was last refilled */
-    unsigned closing : 1, goaway : 1, in_recv : 1, in_work : 1;
+    h2_bucket_t glitches, idle_control, resets;
+    h2_ackfilter_t acks;
+    unsigned settings_seen; /* the first SETTINGS is free */
+    unsigned control_credit; /* PINGs and WINDOW_UPDATEs the DATA and
+                                HEADERS sent so far answer for */
+    unsigned closing : 1, goaway : 1, in_recv : 1, in_work : 1, failing : 1;
 };
 
 static const conn_handler_t h2_handler;
@@ -183,42 +193,57 @@ static void idle_timer(h2c_t *h)
 
 /*
  * Protections nghttp2 1.52 leaves to the application. nghttp2 itself limits
- * the RST_STREAMs a client sends (rapid reset: a token bucket, 1000 then
- * 33/s), CONTINUATION frames per block (8), SETTINGS entries per frame (32)
- * and the acks it has queued for a client that does not read (1000); each
- * ends the connection with a GOAWAY. What is left is counted here as
- * glitches: empty DATA frames without END_STREAM and empty HEADERS or
- * CONTINUATION frames (CVE-2019-9518), frames nghttp2 refuses as invalid,
- * every stream weir has to reset because of what the client sent
- * (MadeYouReset, CVE-2025-8671: PROTOCOL_ERROR, FLOW_CONTROL_ERROR,
- * STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM), and header lists over
- * the limit (HPACK bombs). A connection may commit H2_GLITCH_BURST of them,
- * then H2_GLITCH_PER_SEC; beyond that it gets GOAWAY ENHANCE_YOUR_CALM and is
- * closed. A well-behaved client commits none. Resets weir sends because an
- * upstream failed or a timer fired (INTERNAL_ERROR, CANCEL) and NO_ERROR
- * resets are not the client's doing and do not count.
+ * CONTINUATION frames per block (8), SETTINGS entries per frame (32) and the
+ * acks it has queued for a client that does not read (1000), and it has a
+ * reset rate limit of its own (1000, then 33/s); each ends the connection
+ * with a GOAWAY. weir keeps three token buckets per connection, each of
+ * which ends it with GOAWAY ENHANCE_YOUR_CALM when empty:
+ *
+ *  - glitches (H2_GLITCH_*): empty DATA frames without END_STREAM and empty
+ *    HEADERS or CONTINUATION frames (CVE-2019-9518), frames nghttp2 refuses
+ *    as invalid, every stream weir has to reset because of what the client
+ *    sent (MadeYouReset, CVE-2025-8671: PROTOCOL_ERROR, FLOW_CONTROL_ERROR,
+ *    STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM), and header lists over
+ *    the limit (HPACK bombs). A well-behaved client commits none. Resets
+ *    weir sends because an upstream failed or a timer fired (INTERNAL_ERROR,
+ *    CANCEL) and NO_ERROR resets are not the client's doing.
+ *  - idle control frames (H2_IDLE_CONTROL_*): each DATA or HEADERS frame
+ *    weir sends is worth two PINGs, WINDOW_UPDATEs or SETTINGS (but the
+ *    first SETTINGS, which is free) (a stream's and the
+ *    connection's), up to H2_CONTROL_CREDIT_MAX saved; one beyond that
+ *    credit takes a token. A client that receives data answers with them
+ *    freely (gRPC's BDP pings, window updates); one that floods them while
+ *    nothing flows
+ *    (CVE-2019-9512/9517), or while it does not read, is cut even when the
+ *    kernel's send buffer swallows the acks.
+ *  - client resets (H2_RESET_*): RST_STREAMs from the client, below
+ *    nghttp2's own limit, so rapid reset (CVE-2023-44487) is answered with
+ *    ENHANCE_YOUR_CALM rather than nghttp2's INTERNAL_ERROR.
  */
-static int glitch(h2c_t *h, const char *what)
+static int cut(h2c_t *h, h2_bucket_t *b, unsigned burst, unsigned per_sec, const char *what)
 {
-    const uint64_t cost = 1000 / H2_GLITCH_PER_SEC, full = H2_GLITCH_BURST * cost;
-    uint64_t now = g_loop->now;
-    if (!h->glitch_at) {
-        h->glitch_tokens_ms = full;
-    } else {
-        h->glitch_tokens_ms += now - h->glitch_at;
-        if (h->glitch_tokens_ms > full)
-            h->glitch_tokens_ms = full;
-    }
-    h->glitch_at = now ? now : 1;
-    if (h->glitch_tokens_ms >= cost) {
-        h->glitch_tokens_ms -= cost;
+    if (h2_bucket_take(b, g_loop->now, burst, per_sec) == 0)
         return 0;
-    }
-    log_warn("client %llu: HTTP/2 client misbehaves (%s, beyond %d in a burst or %d/s); "
+    log_warn("client %llu: HTTP/2 client misbehaves (%s, beyond %u in a burst or %u/s); "
              "GOAWAY ENHANCE_YOUR_CALM",
-             (unsigned long long)h->conn->id, what, H2_GLITCH_BURST, H2_GLITCH_PER_SEC);
+             (unsigned long long)h->conn->id, what, burst, per_sec);
     nghttp2_session_terminate_session(h->ng, NGHTTP2_ENHANCE_YOUR_CALM);
     return -1;
+}
+
+static int glitch(h2c_t *h, const char *what)
+{
+    return cut(h, &h->glitches, H2_GLITCH_BURST, H2_GLITCH_PER_SEC, what);
+}
+
+/* A PING or WINDOW_UPDATE from the client. */
+static int control_frame(h2c_t *h, const char *what)
+{
+    if (h->control_credit) {
+        h->control_credit--;
+        return 0;
+    }
+    return cut(h, &h->idle_control, H2_IDLE_CONTROL_BURST, H2_IDLE_CONTROL_PER_SEC, what);
 }
 
 /* The stream is done on both sides (nghttp2 closed it, the exchange is
@@ -828,6 +853,15 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
     if (f->hd.type == NGHTTP2_DATA && f->hd.length == 0 &&
         !(f->hd.flags & NGHTTP2_FLAG_END_STREAM) && glitch(h, "empty DATA frame") < 0)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (((f->hd.type == NGHTTP2_PING && !(f->hd.flags & NGHTTP2_FLAG_ACK) &&
+          control_frame(h, "PING frames while nothing flows") < 0) ||
+         (f->hd.type == NGHTTP2_WINDOW_UPDATE &&
+          control_frame(h, "WINDOW_UPDATE frames while nothing flows") < 0) ||
+         (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK) &&
+          h->settings_seen++ && control_frame(h, "SETTINGS frames while nothing flows") < 0) ||
+         (f->hd.type == NGHTTP2_RST_STREAM &&
+          cut(h, &h->resets, H2_RESET_BURST, H2_RESET_PER_SEC, "RST_STREAM frames") < 0)))
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
     h2s_t *s = f->hd.stream_id ? stream_of(h, f->hd.stream_id) : NULL;
     if (!s)
         return 0;
@@ -929,6 +963,12 @@ static int client_caused(uint32_t code)
  * glitch. */
 static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *user)
 {
+    h2c_t *h = user;
+    if (f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) {
+        h->control_credit += 2;
+        if (h->control_credit > H2_CONTROL_CREDIT_MAX)
+            h->control_credit = H2_CONTROL_CREDIT_MAX;
+    }
     if (f->hd.type == NGHTTP2_RST_STREAM && client_caused(f->rst_stream.error_code) &&
         glitch(user, "streams reset for the client's errors") < 0)
         return 0; /* the GOAWAY is queued; the connection ends after it */
@@ -1087,11 +1127,10 @@ static void on_release(conn_t *c)
     free(h);
 }
 
-static int feed(h2c_t *h, const char *data, size_t n)
+static int feed_session(void *arg, const unsigned char *p, size_t n)
 {
-    h->in_recv = 1;
-    ssize_t rv = nghttp2_session_mem_recv(h->ng, (const uint8_t *)data, n);
-    h->in_recv = 0;
+    h2c_t *h = arg;
+    ssize_t rv = nghttp2_session_mem_recv(h->ng, p, n);
     if (rv < 0) {
         log_info("client %llu: HTTP/2 connection error: %s", (unsigned long long)h->conn->id,
                  nghttp2_strerror((int)rv));
@@ -1100,10 +1139,24 @@ static int feed(h2c_t *h, const char *data, size_t n)
     return 0;
 }
 
-/* A connection error: the GOAWAY nghttp2 queued goes out (best effort, the
- * send is not waited for beyond the flush) and the connection closes. */
+/* The client's bytes, without its SETTINGS ACKs (h2_guard.h says why),
+ * into the session. */
+static int feed(h2c_t *h, const char *data, size_t n)
+{
+    h->in_recv = 1;
+    int rc = h2_ackfilter_feed(&h->acks, (const unsigned char *)data, n, feed_session, h);
+    h->in_recv = 0;
+    return rc;
+}
+
+/* A connection error: nothing more is read; the GOAWAY nghttp2 queued goes
+ * out after the send in flight, if there is one (send_timeout bounds the
+ * wait), and the connection closes after it. */
 static void fail_connection(h2c_t *h)
 {
+    h->failing = 1;
+    if (h->wire.sending)
+        return; /* on_sent comes back here */
     run_work(h);
     flush(h);
     h2_close(h, CONN_LINGER);
@@ -1116,8 +1169,10 @@ static void on_read(conn_t *c, long n, const char *data)
         h2_close(h, 0);
         return;
     }
-    int rc = feed(h, data, (size_t)n);
+    int rc = h->failing ? 0 : feed(h, data, (size_t)n);
     conn_read_done(c);
+    if (h->failing)
+        return; /* the GOAWAY waits for the send in flight; nothing more is read */
     if (rc < 0) {
         fail_connection(h);
         return;
@@ -1133,6 +1188,10 @@ static void on_sent(conn_t *c, int res)
     if (res < 0) {
         log_info("client %llu: send failed: %s", (unsigned long long)c->id, strerror(-res));
         h2_close(h, CONN_ABORT);
+        return;
+    }
+    if (h->failing) {
+        fail_connection(h);
         return;
     }
     flush_task(&h->flush_task);
@@ -1215,6 +1274,7 @@ void h2_server_start(conn_t *c, const char *seen, size_t len)
     h->listener = c->listener;
     h->work_tail = &h->work;
     h->flush_task.fn = flush_task;
+    h2_ackfilter_init(&h->acks);
     timer_init(&h->drain_timer, drain_goaway);
     conn_set_handler(c, &h2_handler, h);
     if (submit_settings(h) < 0 || (len && feed(h, seen, len) < 0)) {
