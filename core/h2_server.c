@@ -122,7 +122,7 @@ struct h2_conn {
     unsigned settings_seen; /* the first SETTINGS is free */
     unsigned control_credit; /* PINGs and WINDOW_UPDATEs the DATA and
                                 HEADERS sent so far answer for */
-    unsigned closing : 1, goaway : 1, in_recv : 1, in_work : 1, failing : 1;
+    unsigned closing : 1, goaway : 1, in_recv : 1, in_work : 1, failing : 1, draining : 1;
 };
 
 static const conn_handler_t h2_handler;
@@ -1260,6 +1260,7 @@ static int submit_settings(h2c_t *h)
 }
 
 static void drain_goaway(struct timer *t);
+static void start_drain(h2c_t *h);
 
 void h2_server_start(conn_t *c, const char *seen, size_t len)
 {
@@ -1282,24 +1283,43 @@ void h2_server_start(conn_t *c, const char *seen, size_t len)
         return;
     }
     idle_timer(h);
-    if (weir_worker_draining()) {
-        nghttp2_submit_shutdown_notice(h->ng);
-        timer_after(g_loop, &h->drain_timer, drain_grace_ms);
-    }
+    if (weir_worker_draining())
+        start_drain(h);
     want_flush(h);
     conn_read(c);
 }
 
 /* ------------------------------------------------------------------ drain */
 
-/* The second GOAWAY, one grace after the notice: streams the client opened
- * before it saw the notice have arrived by now; later ones are refused. */
-static void drain_goaway(struct timer *t)
+static void final_goaway(h2c_t *h)
 {
-    h2c_t *h = (h2c_t *)((char *)t - offsetof(h2c_t, drain_timer));
+    if (h->goaway)
+        return;
+    h->goaway = 1;
+    timer_cancel(g_loop, &h->drain_timer);
     nghttp2_submit_goaway(h->ng, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->ng),
                           NGHTTP2_NO_ERROR, NULL, 0);
-    h->goaway = 1;
+    want_flush(h);
+}
+
+/* The second GOAWAY, with the last stream weir took, comes a grace after
+ * the notice: streams the client opened before it saw the notice have
+ * arrived by then and are served; later ones are refused before any work
+ * is done. Not a PING's round trip: an nghttp2 client sends the PING's ACK
+ * ahead of HEADERS it had queued before the notice came, and those would
+ * be refused. */
+static void drain_goaway(struct timer *t)
+{
+    final_goaway((h2c_t *)((char *)t - offsetof(h2c_t, drain_timer)));
+}
+
+static void start_drain(h2c_t *h)
+{
+    if (h->draining)
+        return;
+    h->draining = 1;
+    nghttp2_submit_shutdown_notice(h->ng);
+    timer_after(g_loop, &h->drain_timer, drain_grace_ms);
     want_flush(h);
 }
 
@@ -1310,10 +1330,7 @@ void h2_server_drain(uint64_t idle_grace_ms)
         if (c->h != &h2_handler)
             continue;
         h2c_t *h = c->owner;
-        if (h->closing)
-            continue;
-        nghttp2_submit_shutdown_notice(h->ng);
-        timer_after(g_loop, &h->drain_timer, drain_grace_ms);
-        want_flush(h);
+        if (!h->closing)
+            start_drain(h);
     }
 }

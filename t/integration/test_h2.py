@@ -1341,3 +1341,43 @@ def test_goaway_on_reload(weir, backend):
     c.close()
     assert wait_for(lambda: old not in w.workers(), 10), w.workers()
     assert_ok(fetch(w.port, "/new"), "/new")
+
+
+def test_five_reloads_under_h2load(weir, backend):
+    """h2load keeps 2 connections with 10 streams each busy while weir
+    reloads, five times. Every request that reached weir is answered with
+    200: the backend got exactly the requests h2load counts as succeeded,
+    none failed after weir took it, and nothing was a 5xx.
+
+    h2load itself does not honour the shutdown notice: it submits requests
+    after the GOAWAY came, which its nghttp2 refuses to send (it reports
+    them as failed and errored alike), and it opens no new connection after
+    a GOAWAY, so each reload gets a fresh h2load whose connections are busy
+    when the SIGHUP comes. Those refused requests never left h2load; a
+    client that follows RFC 9113 retries them elsewhere
+    (test_goaway_on_reload checks that a stream after the last GOAWAY is
+    never forwarded)."""
+    import subprocess
+    b = backend()
+    w = start_h2c(weir, b, workers=2)
+    w.wait_workers(2)
+    url = h2c_url(w, "/load")
+    total = 0
+    for gen in range(2, 7):
+        before = len(b.requests)
+        p = subprocess.Popen(["h2load", "-D", "3", "-c", "2", "-m", "10", url],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert wait_for(lambda: len(b.requests) > before + 50, 10), "no load reached the backend"
+        w.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "reload: generation %d started" % gen in w.log(), 10), w.log()
+        out, _ = p.communicate(timeout=30)
+        t, started, done, succeeded, failed, errored, timeout = _h2load_counts(out)
+        assert started == done and failed == errored and timeout == 0, out
+        assert re.search(r"status codes: %d 2xx, 0 3xx, 0 4xx, 0 5xx" % succeeded, out), out
+        reached = len(b.requests) - before
+        assert reached == succeeded, (reached, out)
+        assert succeeded > 50, out
+        total += succeeded
+    assert wait_for(lambda: "generation 5: all workers have exited" in w.log(), 20), w.log()
+    assert_ok(fetch(w.port, "/after"), "/after")
+    assert total > 250
