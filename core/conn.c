@@ -423,8 +423,20 @@ static void linger_recv(conn_t *c, int res, int bid)
     arm_recv(c);
 }
 
+/* The watch is armed from the task, at the end of the loop turn: a pooled
+ * connection that is taken again in the same turn (the common case under
+ * load) never costs a POLL_ADD and its POLL_REMOVE. */
 void conn_watch(conn_t *c)
 {
+    if (c->recv_armed || c->closing)
+        return;
+    c->watch_pending = 1;
+    loop_defer(g_loop, &c->task);
+}
+
+static void arm_watch(conn_t *c)
+{
+    c->watch_pending = 0;
     if (c->recv_armed || c->closing)
         return;
     c->watching = 1;
@@ -438,6 +450,10 @@ void conn_watch(conn_t *c)
 
 void conn_unwatch(conn_t *c)
 {
+    if (c->watch_pending) { /* never armed */
+        c->watch_pending = 0;
+        return;
+    }
     if (!c->watching || c->unwatched)
         return;
     c->unwatched = 1;
@@ -531,9 +547,13 @@ static void on_recv(loop_op_t *op, int res, unsigned flags)
 static void run_task(loop_task_t *t)
 {
     conn_t *c = CONN_OF(t, task);
-    if (c->closing)
+    if (c->closing) {
         close_progress(c);
-    else
+        return;
+    }
+    if (c->watch_pending)
+        arm_watch(c);
+    if (c->tr || c->plain)
         deliver_plain(c);
 }
 

@@ -106,7 +106,7 @@ struct weir_connection {
     unsigned recv_armed : 1, send_armed : 1, want_read : 1, closing : 1, linger : 1,
         shut_wr : 1, handshaking : 1, eof : 1, upstream : 1, released : 1, freed : 1,
         tr_failed : 1, in_list : 1, connecting : 1, abort : 1, fd_closed : 1, watching : 1,
-        unwatched : 1, shut_pending : 1, tr_shut : 1, secure : 1, hs_timed_out : 1;
+        unwatched : 1, shut_pending : 1, tr_shut : 1, secure : 1, hs_timed_out : 1, watch_pending : 1;
     int held_bid; /* provided buffer the owner holds, or -1 */
     unsigned char alpn;    /* CONN_ALPN_*: what the transport's handshake chose */
     uint32_t handshake_ms; /* client: handshake limit a module set, 0: client_header_timeout */

@@ -279,6 +279,8 @@ ssize_t h1_serialize_response(char *buf, size_t cap, int version, int status, we
  * NUL) and returns its length (at most 18). The chunk is followed by H1_CRLF
  * and the body by H1_LAST_CHUNK. */
 size_t h1_chunk_header(char buf[20], size_t n);
+/* v in decimal at d (at most 20 bytes, no NUL); returns the end. */
+char *h1_put_u64(char *d, uint64_t v);
 
 /* Reason phrase for a status code, static; a generic phrase per class for
  * codes without one. */

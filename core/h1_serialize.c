@@ -104,7 +104,7 @@ static char *put_fields(char *d, const weir_headers_t *h, int skip_host)
     return d;
 }
 
-static char *put_u64(char *d, uint64_t v)
+char *h1_put_u64(char *d, uint64_t v)
 {
     char tmp[24];
     size_t n = 0;
@@ -121,7 +121,7 @@ static char *put_framing(char *d, h1_framing_t framing, uint64_t content_length)
 {
     if (framing == H1_FRAMING_LENGTH) {
         d = PUTLIT(d, "Content-Length: ");
-        d = put_u64(d, content_length);
+        d = h1_put_u64(d, content_length);
         d = PUTLIT(d, "\r\n");
     } else if (framing == H1_FRAMING_CHUNKED) {
         d = PUTLIT(d, "Transfer-Encoding: chunked\r\n");

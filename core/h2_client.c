@@ -311,8 +311,8 @@ static nghttp2_nv *request_nva(weir_request_t *r, const char *scheme, size_t *co
     if (r->te_trailers)
         nv(&v[n++], "te", 2, "trailers", 8);
     if (r->body.kind == BODY_LENGTH) {
-        int k = snprintf(clen, 24, "%llu", (unsigned long long)r->body.length);
-        nv(&v[n++], "content-length", 14, clen, (size_t)k);
+        nv(&v[n++], "content-length", 14, clen,
+           (size_t)(h1_put_u64(clen, r->body.length) - clen));
     }
     *count = n;
     return v;

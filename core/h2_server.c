@@ -523,15 +523,15 @@ static int ds_start_response(weir_request_t *r, const response_start_t *rs)
     char *clen = arena_alloc_raw(r->arena, 24);
     if (!nva || !status || !clen)
         return -1;
-    snprintf(status, 4, "%03d", r->status);
+    h1_put_u64(status, (uint64_t)r->status); /* 200..999: three digits */
     nva[0] = (nghttp2_nv){(uint8_t *)":status", (uint8_t *)status, 7, 3,
                           NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
     int64_t length = rs->body == BODY_LENGTH ? (int64_t)rs->length
                      : rs->body == BODY_NONE ? rs->advertised
                                              : -1;
     if (length >= 0) {
-        int k = snprintf(clen, 24, "%lld", (long long)length);
-        nva[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)clen, 14, (size_t)k,
+        size_t k = (size_t)(h1_put_u64(clen, (uint64_t)length) - clen);
+        nva[n++] = (nghttp2_nv){(uint8_t *)"content-length", (uint8_t *)clen, 14, k,
                                 NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
     }
     s->nva = nva;
