@@ -96,13 +96,16 @@ def grpc_server():
         s.stop(0)
 
 
-def grpc_proxy(weir, port, **upstream):
+def grpc_proxy(weir, port, modules=None, **upstream):
+    """weir on an h2c listener in front of the gRPC server at port; with
+    tls= in upstream, module tls talks to it."""
     w = weir()
     ups = {"servers": ["127.0.0.1:%d" % port], "protocol": "h2"}
     ups.update(upstream)
+    mods = ["router", "lb_roundrobin"] + (["tls"] if "tls" in upstream else [])
     w.start(w.config(upstreams={"g": ups},
                      routes=[{"path": "/%s/" % SERVICE, "upstream": "g"}],
-                     listener={"http2": True}))
+                     listener={"http2": True}, modules=modules or mods))
     return w
 
 
@@ -329,3 +332,29 @@ def test_protocol_key_is_checked(weir):
                    routes=[{"path": "/", "upstream": "g"}])
     rc, out = _check(w, cfg)
     assert rc != 0 and "'protocol' is http1 or h2" in out and "not 'h3'" in out, out
+
+
+def test_grpc_server_over_tls(weir, tmp_path):
+    """protocol: h2 with tls: weir offers ALPN h2 to a gRPC server that only
+    speaks HTTP/2 over TLS, verifies its certificate, and the calls work."""
+    from tlspki import Pki
+    pki = Pki(tmp_path)
+    ca = pki.ca()
+    leaf = pki.leaf(ca, "grpc.test")
+    with open(leaf.key, "rb") as k, open(leaf.chain, "rb") as c:
+        creds = grpc.ssl_server_credentials([(k.read(), c.read())])
+    svc = EchoServicer()
+    srv = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    srv.add_generic_rpc_handlers((svc.handlers(),))
+    port = free_port()
+    srv.add_secure_port("127.0.0.1:%d" % port, creds)
+    srv.start()
+    try:
+        w = grpc_proxy(weir, port, tls={"sni": "grpc.test", "ca": ca.cert})
+        with channel(w) as ch:
+            assert method(ch, "Unary")(b"tls", timeout=10) == b"u:tls"
+            got = list(method(ch, "ServerStream", "unary_stream")(b"s", timeout=10))
+            assert got == [b"s%d:s" % i for i in range(5)]
+        assert svc.calls == 2
+    finally:
+        srv.stop(0)
