@@ -169,3 +169,14 @@ size_t arena_used(const struct arena *a)
 {
     return a->total;
 }
+
+char *arena_strndup_lower(struct arena *a, const char *s, size_t n)
+{
+    char *d = arena_alloc_raw(a, n + 1);
+    if (!d)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        d[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] | 0x20) : s[i];
+    d[n] = '\0';
+    return d;
+}

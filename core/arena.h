@@ -20,6 +20,8 @@ void *arena_alloc(struct arena *a, size_t size);
 void *arena_alloc_raw(struct arena *a, size_t size);
 char *arena_strndup(struct arena *a, const char *s, size_t n);
 char *arena_strdup(struct arena *a, const char *s);
+/* A copy of s[0..n) with ASCII letters lowercased, NUL-terminated. */
+char *arena_strndup_lower(struct arena *a, const char *s, size_t n);
 int arena_cleanup(struct arena *a, void (*fn)(void *), void *arg);
 /* Runs cleanups, frees everything but the first chunk, keeps the arena. */
 void arena_reset(struct arena *a);

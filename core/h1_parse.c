@@ -363,14 +363,9 @@ int h1_parse_authority(weir_str_t v, weir_str_t *host)
 
 static int lower_copy(struct arena *a, weir_str_t s, weir_str_t *out)
 {
-    char *d = arena_alloc_raw(a, s.len + 1);
+    char *d = arena_strndup_lower(a, s.data, s.len);
     if (!d)
         return -500;
-    for (size_t i = 0; i < s.len; i++) {
-        char c = s.data[i];
-        d[i] = (c >= 'A' && c <= 'Z') ? (char)(c | 0x20) : c;
-    }
-    d[s.len] = '\0';
     *out = (weir_str_t){d, s.len};
     return 0;
 }

@@ -61,6 +61,10 @@ typedef struct h2_head {
     int error; /* the first failure; later fields are ignored */
 } h2_head_t;
 
+/* Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade
+ * (RFC 9113 §8.2.2), in any case. */
+int h2_connection_specific(weir_str_t name);
+
 void h2_head_init(h2_head_t *h);
 /* One decoded field, copied into a. Returns h->error (0 while all is well). */
 int h2_head_field(struct arena *a, h2_head_t *h, weir_str_t name, weir_str_t value,

@@ -45,6 +45,7 @@
 #include "errpage.h"
 #include "flowbuf.h"
 #include "h1.h"
+#include "h2.h"
 #include "h2_wire.h"
 #include "log.h"
 #include "phase.h"
@@ -255,15 +256,17 @@ static void body_sink(weir_request_t *r, const weir_str_t *sl, size_t n, int las
 
 /* ----------------------------------------------------------- submitting */
 
+/* Fields that do not go to (or come from) an HTTP/2 server as they are:
+ * the connection-specific ones, TE and Trailer (HTTP/1's hop-by-hop), and
+ * Host and Content-Length, which weir states itself. */
 static int connection_specific(weir_str_t n)
 {
-    static const char *const names[] = {"connection", "keep-alive", "proxy-connection",
-                                        "transfer-encoding", "upgrade", "te", "trailer",
-                                        "host", "content-length"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (n.len == strlen(names[i]) && strncasecmp(n.data, names[i], n.len) == 0)
+    static const weir_str_t also[] = {WEIR_STR("te"), WEIR_STR("trailer"), WEIR_STR("host"),
+                                      WEIR_STR("content-length")};
+    for (size_t i = 0; i < sizeof(also) / sizeof(also[0]); i++)
+        if (str_case_eq(n, also[i]))
             return 1;
-    return 0;
+    return h2_connection_specific(n);
 }
 
 static void nv(nghttp2_nv *v, const char *name, size_t nlen, const char *value, size_t vlen)
@@ -299,13 +302,9 @@ static nghttp2_nv *request_nva(weir_request_t *r, const char *scheme, size_t *co
         weir_str_t name = hs->v[i].name;
         if (!name.len || connection_specific(name))
             continue;
-        char *lower = arena_alloc_raw(r->arena, name.len);
+        char *lower = arena_strndup_lower(r->arena, name.data, name.len);
         if (!lower)
             return NULL;
-        for (size_t k = 0; k < name.len; k++) {
-            char ch = name.data[k];
-            lower[k] = (ch >= 'A' && ch <= 'Z') ? (char)(ch | 0x20) : ch;
-        }
         nv(&v[n++], lower, name.len, hs->v[i].value.data, hs->v[i].value.len);
     }
     if (r->te_trailers)

@@ -64,10 +64,15 @@ static int value_ok(weir_str_t v)
     return 1;
 }
 
-static int connection_specific(weir_str_t n)
+int h2_connection_specific(weir_str_t n)
 {
-    return lit_eq(n, "connection") || lit_eq(n, "keep-alive") || lit_eq(n, "proxy-connection") ||
-           lit_eq(n, "transfer-encoding") || lit_eq(n, "upgrade");
+    static const weir_str_t names[] = {WEIR_STR("connection"), WEIR_STR("keep-alive"),
+                                       WEIR_STR("proxy-connection"),
+                                       WEIR_STR("transfer-encoding"), WEIR_STR("upgrade")};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (str_case_eq(n, names[i]))
+            return 1;
+    return 0;
 }
 
 static int pseudo_field(h2_head_t *h, weir_str_t name, weir_str_t value)
@@ -130,7 +135,7 @@ static int cookie_field(struct arena *a, h2_head_t *h, weir_str_t value)
 static int regular_field(struct arena *a, h2_head_t *h, weir_str_t name, weir_str_t value)
 {
     h->regular_seen = 1;
-    if (!name_ok(name) || connection_specific(name))
+    if (!name_ok(name) || h2_connection_specific(name))
         return fail(h, H2_MALFORMED);
     if (lit_eq(name, "te")) {
         if (!lit_eq(value, "trailers"))

@@ -320,14 +320,9 @@ static int fill_request(h2s_t *s)
     }
     weir_str_t host;
     h1_parse_authority(hd->authority, &host);
-    char *lower = arena_alloc_raw(r->arena, host.len + 1);
+    char *lower = arena_strndup_lower(r->arena, host.data, host.len);
     if (!lower)
         return -500;
-    for (size_t i = 0; i < host.len; i++) {
-        char c = host.data[i];
-        lower[i] = (c >= 'A' && c <= 'Z') ? (char)(c | 0x20) : c;
-    }
-    lower[host.len] = '\0';
     r->host = (weir_str_t){lower, host.len};
     r->host_header = hd->authority;
     headers_init(&r->headers);
@@ -451,14 +446,12 @@ static void ds_stop_body(weir_request_t *r)
 
 /* ---------------------------------------------------------- the response */
 
+/* Response fields that never cross into HTTP/2: the connection-specific
+ * ones, and TE and Trailer, which are HTTP/1's hop-by-hop business. */
 static int connection_specific(weir_str_t n)
 {
-    static const char *const names[] = {"connection", "keep-alive", "proxy-connection",
-                                        "transfer-encoding", "upgrade", "te", "trailer"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (n.len == strlen(names[i]) && strncasecmp(n.data, names[i], n.len) == 0)
-            return 1;
-    return 0;
+    return h2_connection_specific(n) || str_case_eq(n, WEIR_STR("te")) ||
+           str_case_eq(n, WEIR_STR("trailer"));
 }
 
 static int bytes_ok(weir_str_t v)
@@ -471,13 +464,9 @@ static int bytes_ok(weir_str_t v)
 
 static int push_nv(weir_request_t *r, nghttp2_nv *nv, weir_str_t name, weir_str_t value)
 {
-    char *n = arena_alloc_raw(r->arena, name.len + 1);
+    char *n = arena_strndup_lower(r->arena, name.data, name.len);
     if (!n)
         return -1;
-    for (size_t i = 0; i < name.len; i++) {
-        char c = name.data[i];
-        n[i] = (c >= 'A' && c <= 'Z') ? (char)(c | 0x20) : c;
-    }
     *nv = (nghttp2_nv){(uint8_t *)n, (uint8_t *)value.data, name.len, value.len,
                        NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
     return 0;
