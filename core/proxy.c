@@ -589,6 +589,11 @@ static void response_sent(weir_request_t *r)
     }
     up->down_sending = 0;
     conn_read_done(up->conn);
+    /* the head's buffer, with the body bytes that came with it, is all
+     * sent: a response that streams on, or waits for a slow client, holds
+     * none */
+    if (up->in.off >= up->in.len)
+        inbuf_free(&up->in);
     if (up->resp_done) {
         response_done(up);
         return;
