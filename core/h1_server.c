@@ -741,7 +741,7 @@ void h1_server_drain(uint64_t idle_grace_ms)
 {
     drain_idle_grace = idle_grace_ms;
     for (conn_t *c = conn_first(); c; c = c->next) {
-        if (c->h != &h1_handler)
+        if (c->h != &h1_handler || c->closing) /* its owner may be gone */
             continue;
         h1_conn_t *h = c->owner;
         struct timer *t = &c->timers[CONN_TIMER_READ];

@@ -1316,7 +1316,7 @@ void h2_server_drain(uint64_t idle_grace_ms)
 {
     drain_grace_ms = idle_grace_ms;
     for (conn_t *c = conn_first(); c; c = c->next) {
-        if (c->h != &h2_handler)
+        if (c->h != &h2_handler || c->closing) /* its owner may be gone */
             continue;
         h2c_t *h = c->owner;
         if (!h->closing)

@@ -35,6 +35,13 @@
  * tunnel), an upstream that answers 413 while the body is still coming (full
  * duplex, stop_body, lingering close), and PROXY headers good and bad.
  *
+ * Both listeners are `http2: true` (h2c with prior knowledge): a client
+ * whose first bytes are the HTTP/2 preface is handed to the HTTP/2 server
+ * (h2_server.c) with them, on the plain listener and after a PROXY header
+ * alike; any other first bytes stay HTTP/1 exactly as before. The h2c-*
+ * seeds (from t/fuzz/h2_seeds.py) are HTTP/2 requests through the same
+ * proxy; t/fuzz/h2_fuzz.c is the target for HTTP/2 itself.
+ *
  * Invariants beyond "no sanitizer report, no leak":
  *  - what weir sends an upstream starts with a request head that weir's own
  *    strict scanner and parser accept (a malformed request is never
@@ -135,8 +142,10 @@ static void write_config(const char *path)
             "  keepalive_requests: 8\n"
             "listeners:\n"
             "  - address: \"unix:%s\"\n"
+            "    http2: true\n"
             "  - address: \"unix:%s\"\n"
             "    proxy_protocol: true\n"
+            "    http2: true\n"
             "upstreams:\n"
             "  b:\n"
             "    balancer: roundrobin\n"

@@ -82,6 +82,7 @@ fi
 max_len() {
     case $1 in
     request_head | response) echo 10000 ;;
+    h2) echo 16384 ;;
     config) echo 8192 ;;
     body | router) echo 4096 ;;
     template) echo 2048 ;;
