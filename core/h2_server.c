@@ -87,7 +87,7 @@ struct h2_stream {
     h2s_t *prev, *next;   /* the connection's streams */
     h2s_t *work_next;     /* the connection's work list */
     unsigned in_work : 1, head_done : 1, started : 1, closed : 1, over : 1, end_in : 1,
-        body_wanted : 1, body_stopped : 1, delivered : 1, submitted : 1, last : 1,
+        body_wanted : 1, body_stopped : 1, submitted : 1, last : 1,
         deferred : 1, want_done : 1, want_start : 1, reaped : 1,
         bodiless : 1; /* END_STREAM came on the request head */
     int answer;           /* a status to answer with instead of forwarding */
