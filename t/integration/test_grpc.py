@@ -253,7 +253,9 @@ def test_server_stopping_mid_stream_resets_the_call(weir, grpc_server):
         with channel(w) as ch:
             call = method(ch, "ServerStream", "unary_stream")(b"", timeout=20)
             assert next(call) == b"first"
-            s2.stop(0)
+            # stop() cancels in the background; wait, or the handler may yet
+            # finish the call cleanly once released
+            s2.stop(0).wait()
             release.set()
             with pytest.raises(grpc.RpcError) as ei:
                 list(call)
