@@ -201,6 +201,9 @@ void h1_parser_init(h1_parser_t *p);
  * reported done (or after an error, before closing). */
 void h1_parser_reset(h1_parser_t *p);
 
+/* 1 when llhttp knows the request method (HTTP/1 answers any other 501). */
+int h1_method_known(weir_str_t method);
+
 /* Parses a request head that h1_scan_head(..., is_request = 1) accepted;
  * len is the value it returned. Fills *out (headers and host allocated in
  * the arena, everything else pointing into head, which the caller keeps

@@ -541,6 +541,27 @@ static int llhttp_agrees(h1_parser_t *p, llhttp_type_t type, const char *head, s
     return 0;
 }
 
+/* Whether an HTTP/1 request with this method would get past llhttp: HTTP/2
+ * requests are held to the same list so that a method answers the same on
+ * both (501 for one llhttp does not know). The common ones skip llhttp. */
+int h1_method_known(weir_str_t m)
+{
+    static const char *const common[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"};
+    for (size_t i = 0; i < sizeof(common) / sizeof(common[0]); i++)
+        if (m.len == strlen(common[i]) && memcmp(m.data, common[i], m.len) == 0)
+            return 1; /* case matters: llhttp refuses "get" */
+    char line[48];
+    static const char tail[] = " / HTTP/1.1\r\n\r\n";
+    if (m.len == 0 || m.len + sizeof(tail) > sizeof(line))
+        return 0;
+    memcpy(line, m.data, m.len);
+    memcpy(line + m.len, tail, sizeof(tail) - 1);
+    static const llhttp_settings_t none;
+    llhttp_t ll;
+    llhttp_init(&ll, HTTP_REQUEST, &none);
+    return llhttp_execute(&ll, line, m.len + sizeof(tail) - 1) == HPE_OK;
+}
+
 /* ------------------------------------------------------------- requests */
 
 /* Start of the first line that is not empty (leading CRLFs). */

@@ -210,6 +210,8 @@ int h2_head_finish(struct arena *a, h2_head_t *h)
         return fail(h, H2_MALFORMED);
     if (!lit_eq(h->scheme, "http") && !lit_eq(h->scheme, "https"))
         return fail(h, -400);
+    if (!h1_method_known(h->method))
+        return fail(h, -501);
     if (h->pseudo_seen & PS_AUTHORITY) {
         if (h->host.data && (h->host.len != h->authority.len ||
                              strncasecmp(h->host.data, h->authority.data, h->host.len) != 0))

@@ -979,6 +979,9 @@ MALFORMED = {
 REFUSED = {
     "scheme_ftp": (P("scheme_ftp", scheme="ftp"), 400),
     "connect": ([(b":method", b"CONNECT"), (b":authority", b"test.local:443")], 501),
+    # methods llhttp does not know: 501, as the HTTP/1 side answers them
+    "method_unknown": (P("method_unknown", method="EEAD"), 501),
+    "method_lowercase": (P("method_lowercase", method="get"), 501),
 }
 
 
@@ -1048,6 +1051,26 @@ def _served(proxy, fields, body=None):
         return st, reqs[0]
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("method,status", [
+    ("PURGE", 200), ("PROPFIND", 200), ("PATCH", 200), ("MKCALENDAR", 200),
+    ("EEAD", 501), ("get", 501), ("X-CUSTOM", 501)])
+def test_method_answers_alike_on_http1_and_http2(proxy, method, status):
+    """weir holds HTTP/2 methods to the list its HTTP/1 side (llhttp) knows:
+    the same method gets the same answer on both, and what is refused never
+    reaches the backend."""
+    w, b = proxy
+    before = len(b.requests)
+    r1 = get(w.port, "/m1/" + method, method=method)
+    c, st, _ = _send_bad(proxy, head("/m2/" + method, method=method))
+    c.close()
+    assert r1.status == status, (method, r1.status)
+    assert st.status == status and st.ended, st
+    reached = [(q.method, q.target) for q in new_requests(b, before)]
+    want = [("GET", "/warm")] + ([(method, "/m1/" + method), (method, "/m2/" + method)]
+                                 if status == 200 else [])
+    assert sorted(reached) == sorted(want), reached
 
 
 def test_host_agreeing_with_authority_is_served(proxy):

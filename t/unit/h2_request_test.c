@@ -343,7 +343,17 @@ START_TEST(test_pseudo_required)
 {
     ck_assert_int_eq(run(HEAD(P_METHOD, P_SCHEME, P_PATH, F("host", "example.com"))), 0);
     ck_assert_int_eq(run(HEAD(F(":method", "PATCH"), P_SCHEME, P_AUTH, P_PATH)), 0);
-    ck_assert_int_eq(run(HEAD(F(":method", "X-CUSTOM.1~"), P_SCHEME, P_AUTH, P_PATH)), 0);
+    ck_assert_int_eq(run(HEAD(F(":method", "PURGE"), P_SCHEME, P_AUTH, P_PATH)), 0);
+    ck_assert_int_eq(run(HEAD(F(":method", "PROPFIND"), P_SCHEME, P_AUTH, P_PATH)), 0);
+    ck_assert_int_eq(run(HEAD(F(":method", "MKCALENDAR"), P_SCHEME, P_AUTH, P_PATH)), 0);
+    /* a token llhttp does not know is 501, as on HTTP/1; methods are case-sensitive */
+    static const char *const unknown[] = {"X-CUSTOM.1~", "EEAD", "get", "Get", "GETT",
+                                          "UPDATEREDIRECTREFUPDATEREDIRECTREFUPDATEREDIRECTREF"};
+    for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
+        field_t fs[] = {{":method", 7, unknown[i], strlen(unknown[i])}, P_SCHEME, P_AUTH,
+                        P_PATH, END};
+        ck_assert_msg(run(fs) == -501, ":method %s not 501", unknown[i]);
+    }
 
     ck_assert_int_eq(run(HEAD(P_SCHEME, P_AUTH, P_PATH)), H2_MALFORMED);
     ck_assert_int_eq(run(HEAD(P_METHOD, P_AUTH, P_PATH)), H2_MALFORMED);
