@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import WEIR_BIN, children_of, get, wait_for
+from conftest import WEIR_BIN, children_of, get, read_pid, wait_for
 
 
 class Notify:
@@ -171,14 +171,6 @@ def test_no_notify_socket_no_warning(weir, backend, monkeypatch):
     assert "sd_notify" not in w.log() and "NOTIFY_SOCKET" not in w.log()
 
 
-def _read_pid(path):
-    try:
-        with open(path) as f:
-            return int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        return 0
-
-
 def test_binary_upgrade_hands_main_pid_over(weir, backend, notify, tmp_path):
     """USR2 then QUIT of the old master, as under systemd: the new master says
     nothing while it is not the main process; the old one, as it quits, names
@@ -192,8 +184,8 @@ def test_binary_upgrade_hands_main_pid_over(weir, backend, notify, tmp_path):
     w.start(_proxy_config(w, b, workers=1), binary=binary, wait=False)
     _expect_ready(n, w.pid, 1, w.port)
     w.send_signal(signal.SIGUSR2)
-    assert wait_for(lambda: _read_pid(w.pid_file) not in (0, w.pid), 10), w.log()
-    new_master = _read_pid(w.pid_file)
+    assert wait_for(lambda: read_pid(w.pid_file) not in (0, w.pid), 10), w.log()
+    new_master = read_pid(w.pid_file)
     assert wait_for(lambda: len(children_of(new_master)) == 1, 10), w.log()
     n.none_within(0.5)
     w.send_signal(signal.SIGQUIT)
