@@ -15,6 +15,7 @@
 #include "listen.h"
 #include "log.h"
 #include "loop.h"
+#include "sdnotify.h"
 #include "worker.h"
 
 /* A worker that dies this soon after its start counts as a quick death;
@@ -258,6 +259,16 @@ static void tend_generations(void)
     }
 }
 
+/* READY=1 for systemd, with what serves now; prefix says why (a refused
+ * reload). */
+static void notify_serving(const char *prefix)
+{
+    char status[160];
+    snprintf(status, sizeof(status), "%sgeneration %u serving with %u workers", prefix,
+             m.gens->id, m.gens->nslots);
+    sdnotify_ready(status);
+}
+
 /* --------------------------------------------------------------- pid file */
 
 static int write_pid_file(const char *path)
@@ -415,6 +426,11 @@ static int daemonize(void)
 static void stop_all(int sig)
 {
     m.stopping = 1;
+    /* during a binary upgrade the service goes on in the new master */
+    if (m.upgrade_pid)
+        sdnotify_new_main(m.upgrade_pid);
+    else
+        sdnotify_stopping();
     for (generation_t *g = m.gens; g; g = g->next)
         generation_drain(g, sig);
 }
@@ -444,8 +460,12 @@ static void handle_signal(int sig)
         stop_all(SIGQUIT);
         break;
     case SIGHUP:
-        if (!m.stopping)
+        if (!m.stopping) {
+            unsigned before = m.gens->id;
+            sdnotify_reloading();
             reload();
+            notify_serving(m.gens->id == before ? "reload failed (see the log); " : "");
+        }
         break;
     case SIGUSR1:
         reopen_logs();
@@ -494,6 +514,11 @@ static int start(weir_conf_t *cf)
         log_notice("listening on %s", cf->listeners[i].address);
     log_notice("weir started: %u workers", g->nslots);
     generation_start(g);
+    /* Serving: the sockets listen, so the kernel queues what arrives until
+     * a worker accepts it. A master started by a binary upgrade is not the
+     * service's main process yet: the old one hands that over as it quits. */
+    if (inherited <= 0)
+        notify_serving("");
     return 0;
 }
 

@@ -17,6 +17,9 @@
 #   tools/dev.sh bench [ARGS...]    deps, release build, tools/bench ARGS
 #   tools/dev.sh testssl [OUT_DIR]  deps, build, testssl.sh against a default HTTPS
 #                                   listener (tools/testssl-weir); fails on findings
+#   tools/dev.sh deb [OUT_DIR]      a Debian package (dpkg-deb) of a release build
+#                                   with prefix /usr: OUT_DIR/weir_<version>_<arch>.deb
+#                                   (default build-deb/); no deps step, no install
 #
 # Never prompts. Works as root, or through sudo when not root.
 set -euo pipefail
@@ -34,6 +37,7 @@ PACKAGES=(
     curl nghttp2-client python3 python3-h2 python3-pytest openssl wrk nginx haproxy procps
     iproute2 util-linux clang-14 libclang-rt-14-dev llvm-14 valgrind python3-websockets python3-grpcio python3-hyperframe python3-hpack
     testssl.sh
+    dpkg-dev systemd strace groff-base
 )
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -264,6 +268,101 @@ cmd_bench() {
         --modules "$(modules_dir "$ROOT/build-release")" "$@"
 }
 
+# deb [OUT_DIR]: a Debian package of this tree, built with dpkg-deb from
+# what `meson install` puts under /usr and /etc (configured in
+# OUT_DIR/build: release, --prefix=/usr, Debian's hardening build flags, the
+# unit in /lib/systemd/system as bookworm's packages have it). The tree is
+# OUT_DIR/pkg/debian/weir, as debhelper would lay it out, so dpkg-shlibdeps
+# computes Depends from the libraries the binary and modules link. The
+# maintainer scripts create the weir user the unit runs as and tell systemd
+# about the unit; they do not enable or start it (the default config proxies
+# to demo backends). Writes OUT_DIR/weir_<version>_<arch>.deb.
+cmd_deb() {
+    local out="${1:-build-deb}"
+    mkdir -p "$out"
+    out="$(cd "$out" && pwd)"
+    local build="$out/build" pkg="$out/pkg" root="$out/pkg/debian/weir"
+    CFLAGS="$(dpkg-buildflags --get CFLAGS) $(dpkg-buildflags --get CPPFLAGS)" \
+    LDFLAGS="$(dpkg-buildflags --get LDFLAGS)" \
+        build_dir "$build" --prefix=/usr --sysconfdir=/etc --localstatedir=/var \
+            --buildtype=release -Dtests=false -Dsystemdunitdir=/lib/systemd/system
+    rm -rf "$pkg"
+    mkdir -p "$root/DEBIAN"
+    say "meson install --destdir $root"
+    meson install -C "$build" --destdir "$root" --no-rebuild --strip --quiet
+
+    local version arch doc="$root/usr/share/doc/weir"
+    version="$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["version"])' \
+        < "$build/meson-info/intro-projectinfo.json")"
+    arch="$(dpkg --print-architecture)"
+    gzip -9n "$root/usr/share/man/man8/weir.8"
+    # Debian's form of the licence: debian/copyright in the doc directory
+    { printf 'Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n'
+      printf 'Upstream-Name: weir\n\nFiles: *\nCopyright: 2026 weir authors\n'
+      printf 'License: BSD-2-Clause\n'
+      sed -n '/^Redistribution/,$p' "$doc/LICENSE" | sed 's/^$/./; s/^/ /'
+    } > "$doc/copyright"
+    rm "$doc/LICENSE"
+
+    printf 'Source: weir\n\nPackage: weir\nArchitecture: any\n' > "$pkg/debian/control"
+    local depends so shlibs=()
+    shlibs=(-e"$root/usr/bin/weir")
+    for so in "$root"/usr/lib/*/weir/modules/*.so; do shlibs+=(-e"$so"); done
+    depends="$(cd "$pkg" && dpkg-shlibdeps -O "${shlibs[@]}")"
+    depends="${depends#shlibs:Depends=}, systemd | adduser"
+
+    printf '/etc/weir/weir.yaml\n/etc/logrotate.d/weir\n' > "$root/DEBIAN/conffiles"
+    cat > "$root/DEBIAN/control" <<CONTROL
+Package: weir
+Version: $version
+Architecture: $arch
+Maintainer: weir authors <weir@invalid>
+Installed-Size: $(du -sk --exclude=DEBIAN "$root" | cut -f1)
+Depends: $depends
+Section: httpd
+Priority: optional
+Description: reverse proxy and load balancer with loadable modules
+ weir proxies HTTP/1.1 and HTTP/2 (h2, h2c, gRPC) on an io_uring event loop.
+ Routing, load balancing, header rules, rewrites, access logs, health checks,
+ the PROXY protocol and TLS are modules loaded from a YAML configuration.
+ Includes the systemd unit (Type=notify, sandboxed), the module headers and
+ weir-module.pc for building modules out of tree.
+CONTROL
+    cat > "$root/DEBIAN/postinst" <<'SCRIPT'
+#!/bin/sh
+set -e
+if [ "$1" = configure ]; then
+    if command -v systemd-sysusers >/dev/null 2>&1; then
+        systemd-sysusers weir.conf
+    elif ! getent passwd weir >/dev/null; then
+        adduser --system --group --no-create-home --home /nonexistent weir
+    fi
+fi
+if [ -d /run/systemd/system ]; then
+    systemctl --system daemon-reload >/dev/null || true
+fi
+SCRIPT
+    cat > "$root/DEBIAN/prerm" <<'SCRIPT'
+#!/bin/sh
+set -e
+if [ "$1" = remove ] && [ -d /run/systemd/system ]; then
+    systemctl stop weir.service >/dev/null 2>&1 || true
+fi
+SCRIPT
+    cat > "$root/DEBIAN/postrm" <<'SCRIPT'
+#!/bin/sh
+set -e
+if [ -d /run/systemd/system ]; then
+    systemctl --system daemon-reload >/dev/null || true
+fi
+SCRIPT
+    chmod 755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
+    local deb="$out/weir_${version}_${arch}.deb"
+    dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
+    say "built $deb"
+    echo "$deb"
+}
+
 cmd_testssl() {
     cmd_deps
     cmd_build
@@ -271,7 +370,7 @@ cmd_testssl() {
 }
 
 usage() {
-    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 [ $# -ge 1 ] || { usage >&2; exit 2; }
@@ -285,6 +384,7 @@ case "$sub" in
     valgrind) cmd_valgrind "$@" ;;
     bench) cmd_bench "$@" ;;
     testssl) cmd_testssl "$@" ;;
+    deb)   cmd_deb "$@" ;;
     -h|--help|help) usage ;;
     *) usage >&2; exit 2 ;;
 esac

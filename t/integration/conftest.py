@@ -891,6 +891,15 @@ def children_of(pid):
     return sorted(kids)
 
 
+def read_pid(path):
+    """The pid in a pid file; 0 while it is missing, empty or partly written."""
+    try:
+        with open(path) as f:
+            return int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
 def gone(pid):
     """True once pid has exited (or is a zombie)."""
     try:

@@ -23,6 +23,7 @@ import pytest
 
 from conftest import (MODULES_DIR, WEIR_BIN, children_of, connect, get, gone, read_response,
                       Reader, wait_for)
+from conftest import read_pid as _read_pid
 from loadgen import Load
 
 TEST_MODULES = os.environ.get("WEIR_TEST_MODULES") or os.path.join(
@@ -472,14 +473,6 @@ def test_crashing_worker_backs_off_and_logs_why(weir, backend, tmp_path):
 
 
 # ---------------------------------------------------------- binary upgrade
-
-
-def _read_pid(path):
-    try:
-        with open(path) as f:
-            return int(f.read().strip() or 0)
-    except (OSError, ValueError):
-        return 0
 
 
 def _own_binary(tmp_path):
