@@ -12,7 +12,8 @@
  *      an error ("provided by module X" or "unknown key, did you mean")
  *   5. module directive defaults, then MAIN -> ROUTE inheritance
  *   6. route -> upstream, upstream -> balancer by name
- *   7. phase chains; modules' conf_done hooks; balancers' init per upstream
+ *   7. phase chains; modules' conf_done hooks; every route has an upstream
+ *      or a module that answers it; balancers' init per upstream
  * conf_done and balancer init only run on an error-free config, since module
  * code may rely on every field being valid there.
  */
@@ -1162,6 +1163,21 @@ static void resolve_routes(struct loader *L)
     }
 }
 
+/* After every conf_done: a route without an upstream is served only if a
+ * module said it answers it; otherwise every request to it would end in a
+ * 404 that nobody meant. */
+static void check_answered_routes(weir_conf_t *cf)
+{
+    for (size_t i = 0; i < cf->nroutes; i++) {
+        const weir_route_t *rt = &cf->routes[i];
+        if (!rt->upstream && !rt->answered)
+            weir_conf_error(cf, rt->node,
+                            "route '%s' has no upstream and no module answers it: add "
+                            "`upstream: NAME`, or a `redirect:` (module rewrite)",
+                            rt->name);
+    }
+}
+
 static const weir_balancer_t *find_balancer(const weir_conf_t *cf, const char *name,
                                             size_t *module)
 {
@@ -1332,6 +1348,9 @@ weir_conf_t *conf_load(const conf_options_t *opt)
     if (cf->nerrors)
         goto fail;
     if (modload_run_conf_hook(cf, HOOK_CONF_DONE) < 0 || cf->nerrors)
+        goto fail;
+    check_answered_routes(cf);
+    if (cf->nerrors)
         goto fail;
     for (size_t i = 0; i < cf->nupstreams; i++) {
         weir_upstream_t *u = &cf->upstreams[i];

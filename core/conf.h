@@ -115,6 +115,7 @@ struct weir_upstream {
 struct weir_route {
     const char *name;
     weir_upstream_t *upstream; /* NULL: no upstream (module answers) */
+    int answered;              /* a module answers it (weir_route_set_answered) */
     void **mconf;
     const weir_node_t *node;
     size_t index;

@@ -394,6 +394,11 @@ weir_upstream_t *weir_route_upstream(const weir_route_t *rt)
     return rt->upstream;
 }
 
+void weir_route_set_answered(weir_route_t *rt)
+{
+    rt->answered = 1;
+}
+
 const char *weir_upstream_name(const weir_upstream_t *u)
 {
     return u->name;

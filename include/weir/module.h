@@ -56,6 +56,9 @@
  *        `protocol: h2` upstream); weir_protocol_supported knows "h2", so
  *        a listener's ALPN offers it; HTTP/2 streams are requests with
  *        weir_request_version() 20.
+ *   1.6  weir_route_set_answered: a module that answers a route itself
+ *        (a redirect) says so at conf_done; a route with neither an
+ *        upstream nor such a module is a config error.
  */
 #ifndef WEIR_MODULE_H
 #define WEIR_MODULE_H
@@ -70,7 +73,7 @@ extern "C" {
 #endif
 
 #define WEIR_ABI_MAJOR 1
-#define WEIR_ABI_MINOR 5
+#define WEIR_ABI_MINOR 6
 
 /* Marks the descriptor as the one symbol a module exports. */
 #define WEIR_MODULE_EXPORT __attribute__((visibility("default")))
@@ -241,6 +244,13 @@ size_t weir_route_index(const weir_route_t *rt);
 /* The upstream that serves this route, or NULL (the route only answers from
  * a module, e.g. a redirect). */
 weir_upstream_t *weir_route_upstream(const weir_route_t *rt);
+/* (1.6) Says that this module answers requests of the route itself (with
+ * weir_respond), so the route needs no upstream. Call it from conf_done for
+ * each such route. After every module's conf_done, a route that has no
+ * upstream and was not marked is a config error at its node: requests to it
+ * could only end in a 404. Marking a route that has an upstream is
+ * harmless. */
+void weir_route_set_answered(weir_route_t *rt);
 const char *weir_upstream_name(const weir_upstream_t *u);
 /* What the upstream's servers speak, as an ALPN name: "http/1.1", or "h2"
  * for `protocol: h2` (1.5). */

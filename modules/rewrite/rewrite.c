@@ -42,8 +42,8 @@
  *   Answers the request from weir: status 301, 302 (default), 307 or 308, an
  *   empty body, and a Location header rendered from `location` (variables
  *   only; captures are a load error there). A route with a redirect needs no
- *   upstream: the core accepts a route without one (it would answer 404 in
- *   the balance phase, which a redirect never reaches).
+ *   upstream: conf_done marks it answered (weir_route_set_answered, ABI
+ *   1.6), and the core refuses a route with neither.
  *   When a route has both keys, the rewrite runs first and the redirect then
  *   always answers, so "$uri" and "$args" in the location are the rewritten
  *   ones while "$request_uri" stays the target as received.
@@ -391,6 +391,20 @@ static weir_result_t rewrite_apply(weir_request_t *r)
     return WEIR_CONTINUE;
 }
 
+/* -------------------------------------------------------------- lifecycle */
+
+static int rewrite_conf_done(weir_conf_t *cf)
+{
+    for (size_t i = 0; i < weir_conf_route_count(cf); i++) {
+        weir_route_t *rt = weir_conf_route(cf, i);
+        const struct rewrite_conf *c = weir_route_conf(rt, &weir_module);
+
+        if (c != NULL && c->redirect.status != 0)
+            weir_route_set_answered(rt);
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------- descriptor */
 
 static const weir_directive_t rewrite_directives[] = {
@@ -436,5 +450,6 @@ WEIR_MODULE_EXPORT const weir_module_t weir_module = {
         },
     .directives = rewrite_directives,
     .handlers = rewrite_handlers,
+    .conf_done = rewrite_conf_done,
     .conf_free = rewrite_conf_free,
 };

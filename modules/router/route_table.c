@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define NO_NODE (-1)
 #define NO_ROUTE UINT32_MAX
@@ -42,6 +43,7 @@ struct rt_route {
     char **extra; /* methods without a bit, NUL-terminated copies */
     size_t nextra;
     pcre2_code *re; /* REGEX routes only */
+    int stop;       /* "^~": a prefix that, as the longest, skips the regexes */
 };
 
 /* An exact or prefix path of a group, before the tree is built. */
@@ -74,6 +76,7 @@ struct rt_cand {
     int32_t index;    /* rt_route.index */
     uint32_t route;   /* into routes[] */
     uint32_t methods; /* rt_route.method_mask, or CAND_ANY; CAND_EXTRA: see route */
+    int stop;         /* rt_route.stop */
 };
 
 #define CAND_ANY 0xffffffffu
@@ -102,6 +105,7 @@ struct route_table {
 
     struct rt_map exact_hosts;
     struct rt_map wild_hosts; /* key ".example.com" for "*.example.com" */
+    struct rt_map same;       /* route_key() -> the first route with it */
 
     struct rt_node *nodes;
     size_t nnodes, cnodes;
@@ -111,6 +115,12 @@ struct route_table {
     size_t ckeys;
     struct rt_cand *lists;
     size_t nlists, clists;
+
+    /* Methods named by some route (known bits; extra names, deduplicated,
+     * pointing into the routes), for route_table_allowed. */
+    uint32_t named_mask;
+    const char **named_extra;
+    size_t nnamed_extra;
 
     pcre2_match_data *md;
     int built;
@@ -241,29 +251,42 @@ static int32_t group_new(struct route_table *t)
     return (int32_t)t->ngroups++;
 }
 
-/* The group for a host key (lowercase), created on first use; -1 on OOM. */
-static int32_t group_for(struct route_table *t, struct rt_map *m, const char *key, size_t len)
+/* The slot of key in m: an existing one, or a new one holding a copy of the
+ * key whose group the caller sets at once (*fresh = 1). NULL on OOM. */
+static struct rt_slot *map_claim(struct route_table *t, struct rt_map *m, const char *key,
+                                 size_t len, int *fresh)
 {
     uint32_t h = hash_bytes(key, len);
     struct rt_slot *s;
     int64_t off;
-    int32_t g;
 
+    *fresh = 0;
     if ((m->n + 1) * 4 > m->cap * 3 && map_resize(t, m, m->cap ? m->cap * 2 : 16) < 0)
-        return -1;
+        return NULL;
     s = map_find(t, m, key, len, h);
     if (s->group >= 0)
-        return s->group;
+        return s;
     off = pool_add(t, key, len, 0);
     if (off < 0)
-        return -1;
-    g = group_new(t);
-    if (g < 0)
-        return -1;
-    /* s is still the free slot: neither call above touches the map */
-    *s = (struct rt_slot){.hash = h, .off = (uint32_t)off, .len = (uint32_t)len, .group = g};
+        return NULL;
+    /* s is still the free slot: pool_add does not touch the map */
+    *s = (struct rt_slot){.hash = h, .off = (uint32_t)off, .len = (uint32_t)len, .group = -1};
     m->n++;
-    return g;
+    *fresh = 1;
+    return s;
+}
+
+/* The group for a host key (lowercase), created on first use; -1 on OOM. */
+static int32_t group_for(struct route_table *t, struct rt_map *m, const char *key, size_t len)
+{
+    int fresh;
+    struct rt_slot *s = map_claim(t, m, key, len, &fresh);
+
+    if (s == NULL)
+        return -1;
+    if (fresh)
+        s->group = group_new(t); /* -1 on OOM: the table is broken anyway */
+    return s->group;
 }
 
 static int group_add_route(struct route_table *t, int32_t gi, uint32_t route,
@@ -414,7 +437,8 @@ int route_path_check(enum route_path_kind kind, const char *path, size_t len, in
         }
         if (path[0] != '/') {
             set_err(err, errlen,
-                    "a path starts with '/' (prefix), \"=/\" (exact), \"~\" or \"~*\" (regex)");
+                    "a path starts with '/' or \"^~/\" (prefix), \"=/\" (exact), \"~\" or "
+                    "\"~*\" (regex)");
             return -1;
         }
         if (memchr(path, '\0', len) != NULL) {
@@ -435,6 +459,106 @@ int route_path_check(enum route_path_kind kind, const char *path, size_t len, in
     }
     set_err(err, errlen, "unknown path kind");
     return -1;
+}
+
+/* ------------------------------------------------------------ sameness */
+
+static int cmp_caseless(const void *a, const void *b)
+{
+    return strcasecmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int cmp_bytes(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Appends the items of v as a set: sorted, each once, lowercased if asked,
+ * each followed by a NUL (no item holds one). */
+static char *put_set(char *out, const char *const *v, size_t n, int caseless,
+                     const char **sorted)
+{
+    if (n == 0)
+        return out; /* v may be NULL */
+    memcpy(sorted, v, n * sizeof(*sorted));
+    qsort(sorted, n, sizeof(*sorted), caseless ? cmp_caseless : cmp_bytes);
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && (caseless ? strcasecmp : strcmp)(sorted[i - 1], sorted[i]) == 0)
+            continue;
+        for (const char *c = sorted[i]; *c != '\0'; c++)
+            *out++ = caseless && *c >= 'A' && *c <= 'Z' ? (char)(*c - 'A' + 'a') : *c;
+        *out++ = '\0';
+    }
+    return out;
+}
+
+/* What makes two routes the same: path kind and text ("^~" or not, which
+ * nginx also calls one location), the hosts and the methods as sets. A
+ * malloc'ed key of *len bytes, or NULL when out of memory. */
+static char *route_key(const struct route_spec *spec, size_t *len)
+{
+    const char *path = spec->path ? spec->path : "/";
+    size_t path_len = spec->path ? spec->path_len : 1, size = path_len + 4;
+    enum route_path_kind kind = spec->path ? spec->path_kind : ROUTE_PATH_PREFIX;
+    size_t nsort = spec->nhosts > spec->nmethods ? spec->nhosts : spec->nmethods;
+    const char **sorted = malloc((nsort ? nsort : 1) * sizeof(*sorted));
+    char *key, *p;
+
+    for (size_t i = 0; i < spec->nhosts; i++)
+        size += strlen(spec->hosts[i]) + 1;
+    for (size_t i = 0; i < spec->nmethods; i++)
+        size += strlen(spec->methods[i]) + 1;
+    key = malloc(size);
+    if (key == NULL || sorted == NULL) {
+        free(key);
+        free(sorted);
+        return NULL;
+    }
+    p = key;
+    *p++ = kind == ROUTE_PATH_REGEX ? (spec->caseless ? 'R' : 'r')
+                                    : (kind == ROUTE_PATH_EXACT ? 'e' : 'p');
+    memcpy(p, path, path_len);
+    p += path_len;
+    *p++ = '\0';
+    p = put_set(p, spec->hosts, spec->nhosts, 1, sorted);
+    *p++ = '\1'; /* ends the hosts: no host holds this byte */
+    p = put_set(p, spec->methods, spec->nmethods, 0, sorted);
+    free(sorted);
+    *len = (size_t)(p - key);
+    return key;
+}
+
+int route_table_duplicate(const struct route_table *t, const struct route_spec *spec)
+{
+    size_t len;
+    char *key = route_key(spec, &len);
+    int32_t route;
+
+    if (key == NULL)
+        return -1; /* the add that follows fails the same way, with a message */
+    route = map_get(t, &t->same, key, len);
+    free(key);
+    return route >= 0 ? t->routes[route].index : -1;
+}
+
+/* Remembers spec's key for route (a position in routes[]), unless an earlier
+ * route has it. 0, or -1 when out of memory. */
+static int same_add(struct route_table *t, const struct route_spec *spec, uint32_t route)
+{
+    size_t len;
+    char *key = route_key(spec, &len);
+    struct rt_slot *s;
+    int fresh;
+
+    if (key == NULL)
+        return -1;
+    s = map_claim(t, &t->same, key, len, &fresh);
+    free(key);
+    if (s == NULL)
+        return -1;
+    if (fresh)
+        s->group = (int32_t)route;
+    return 0;
 }
 
 /* -------------------------------------------------------------------- add */
@@ -524,6 +648,8 @@ int route_table_add(struct route_table *t, const struct route_spec *spec, char *
                     size_t errlen)
 {
     struct rt_route r = {.index = spec->index};
+    /* "^~" only means something on a prefix */
+    int stop = spec->stop && (spec->path == NULL || spec->path_kind == ROUTE_PATH_PREFIX);
     const char *path = spec->path ? spec->path : "/";
     size_t path_len = spec->path ? spec->path_len : 1;
     enum route_path_kind kind = spec->path ? spec->path_kind : ROUTE_PATH_PREFIX;
@@ -568,7 +694,10 @@ int route_table_add(struct route_table *t, const struct route_spec *spec, char *
     /* From here a failure is out of memory and leaves the table broken. */
     if (kind != ROUTE_PATH_REGEX && (path_off = pool_add(t, path, path_len, 0)) < 0)
         goto broken;
+    r.stop = stop;
     t->routes[t->nroutes++] = r;
+    if (same_add(t, spec, route) < 0)
+        goto broken_added;
     if (spec->nhosts == 0) {
         if (group_add_route(t, 0, route, kind, (uint32_t)path_off, (uint32_t)path_len) < 0)
             goto broken_added;
@@ -653,6 +782,7 @@ static int list_push(struct route_table *t, uint32_t route)
         .index = r->index,
         .route = route,
         .methods = r->any_method ? CAND_ANY : r->method_mask | (r->nextra ? CAND_EXTRA : 0),
+        .stop = r->stop,
     };
     return 0;
 }
@@ -781,12 +911,36 @@ out:
     return rc;
 }
 
+/* The methods routes name, each once, for route_table_allowed. */
+static int named_methods(struct route_table *t)
+{
+    for (size_t i = 0; i < t->nroutes; i++) {
+        const struct rt_route *r = &t->routes[i];
+        t->named_mask |= r->method_mask;
+        for (size_t k = 0; k < r->nextra; k++) {
+            size_t j = 0;
+            while (j < t->nnamed_extra && strcmp(t->named_extra[j], r->extra[k]) != 0)
+                j++;
+            if (j < t->nnamed_extra)
+                continue;
+            const char **v = realloc(t->named_extra, (j + 1) * sizeof(*v));
+            if (v == NULL)
+                return -1;
+            t->named_extra = v;
+            v[t->nnamed_extra++] = r->extra[k];
+        }
+    }
+    return 0;
+}
+
 int route_table_build(struct route_table *t, char *err, size_t errlen)
 {
     if (t->broken || t->built) {
         set_err(err, errlen, "route table is %s", t->built ? "already built" : "broken");
         return -1;
     }
+    if (named_methods(t) < 0)
+        goto oom;
     for (size_t i = 0; i < t->ngroups; i++) {
         struct rt_group *g = &t->groups[i];
         if (group_tree(t, g) < 0)
@@ -810,9 +964,13 @@ oom:
 
 /* ------------------------------------------------------------------ match */
 
+/* A method bit for "any method", for route_table_allowed: every route
+ * accepts it. */
+#define BIT_ANY (-2)
+
 static int route_accepts(const struct rt_route *r, int bit, const char *m, size_t len)
 {
-    if (r->any_method)
+    if (r->any_method || bit == BIT_ANY)
         return 1;
     if (bit >= 0)
         return (r->method_mask >> bit) & 1;
@@ -860,27 +1018,28 @@ static int label_eq(const char *a, const char *b, size_t len)
     return 1;
 }
 
-/* First accepting route of lists[off, off + n), or -1. */
-static int list_match(const struct route_table *t, uint32_t off, uint32_t n, int bit,
-                      const char *m, size_t mlen)
+/* First accepting route of lists[off, off + n), or NULL. */
+static const struct rt_cand *list_match(const struct route_table *t, uint32_t off, uint32_t n,
+                                        int bit, const char *m, size_t mlen)
 {
     for (uint32_t i = 0; i < n; i++) {
         const struct rt_cand *c = &t->lists[off + i];
-        if (c->methods == CAND_ANY || (bit >= 0 && ((c->methods >> bit) & 1)))
-            return c->index;
+        if (c->methods == CAND_ANY || bit == BIT_ANY || (bit >= 0 && ((c->methods >> bit) & 1)))
+            return c;
         if (bit < 0 && (c->methods & CAND_EXTRA) &&
             route_accepts(&t->routes[c->route], bit, m, mlen))
-            return c->index;
+            return c;
     }
-    return -1;
+    return NULL;
 }
 
+/* nginx's location order inside one host tier (see route_table.h). */
 static int group_match(struct route_table *t, const struct rt_group *g, const char *path,
                        size_t pathlen, int bit, const char *m, size_t mlen)
 {
     int32_t ni = g->root, deepest = NO_NODE, exact = NO_NODE;
     size_t pos = 0, skip = 0; /* the root's label is compared in full */
-    int idx;
+    const struct rt_cand *c, *prefix = NULL;
 
     while (ni != NO_NODE) {
         const struct rt_node *n = &t->nodes[ni];
@@ -899,16 +1058,14 @@ static int group_match(struct route_table *t, const struct rt_group *g, const ch
         }
         ni = find_child(t, n, (unsigned char)path[pos]);
     }
-    if (exact != NO_NODE) {
-        idx = list_match(t, t->nodes[exact].exact, t->nodes[exact].nexact, bit, m, mlen);
-        if (idx >= 0)
-            return idx;
-    }
-    for (ni = deepest; ni != NO_NODE; ni = t->nodes[ni].up) {
-        idx = list_match(t, t->nodes[ni].prefix, t->nodes[ni].nprefix, bit, m, mlen);
-        if (idx >= 0)
-            return idx;
-    }
+    if (exact != NO_NODE &&
+        (c = list_match(t, t->nodes[exact].exact, t->nodes[exact].nexact, bit, m, mlen)) != NULL)
+        return c->index;
+    /* the longest prefix that takes the method is remembered */
+    for (ni = deepest; ni != NO_NODE && prefix == NULL; ni = t->nodes[ni].up)
+        prefix = list_match(t, t->nodes[ni].prefix, t->nodes[ni].nprefix, bit, m, mlen);
+    if (prefix != NULL && prefix->stop)
+        return prefix->index;
     for (size_t i = 0; i < g->nregex; i++) {
         const struct rt_route *r = &t->routes[g->regex[i]];
         if (!route_accepts(r, bit, m, mlen))
@@ -917,18 +1074,15 @@ static int group_match(struct route_table *t, const struct rt_group *g, const ch
         if (pcre2_match(r->re, (PCRE2_SPTR)path, pathlen, 0, 0, t->md, NULL) >= 0)
             return r->index;
     }
-    return -1;
+    return prefix != NULL ? prefix->index : -1;
 }
 
-int route_table_match(struct route_table *t, const char *host, size_t hostlen, const char *path,
-                      size_t pathlen, const char *method, size_t methodlen)
+static int table_match(struct route_table *t, const char *host, size_t hostlen, const char *path,
+                       size_t pathlen, int bit, const char *method, size_t methodlen)
 {
-    int bit, idx;
+    int idx;
     int32_t g;
 
-    if (!t->built)
-        return -1;
-    bit = method_bit(method, methodlen);
     if (hostlen > 0) {
         g = map_get(t, &t->exact_hosts, host, hostlen);
         if (g >= 0 &&
@@ -949,6 +1103,62 @@ int route_table_match(struct route_table *t, const char *host, size_t hostlen, c
     return group_match(t, &t->groups[0], path, pathlen, bit, method, methodlen);
 }
 
+int route_table_match(struct route_table *t, const char *host, size_t hostlen, const char *path,
+                      size_t pathlen, const char *method, size_t methodlen)
+{
+    if (!t->built)
+        return -1;
+    return table_match(t, host, hostlen, path, pathlen, method_bit(method, methodlen), method,
+                       methodlen);
+}
+
+/* Appends ", name" (or "name" first) if it fits; 0, or -1 when full. */
+static int allow_put(char *out, size_t outlen, size_t *pos, const char *name, size_t len)
+{
+    size_t sep = *pos ? 2 : 0;
+
+    if (*pos + sep + len + 1 > outlen)
+        return -1;
+    memcpy(out + *pos, ", ", sep);
+    memcpy(out + *pos + sep, name, len);
+    *pos += sep + len;
+    out[*pos] = '\0';
+    return 0;
+}
+
+size_t route_table_allowed(struct route_table *t, const char *host, size_t hostlen,
+                           const char *path, size_t pathlen, char *out, size_t outlen)
+{
+    size_t pos = 0, n = 0;
+
+    if (outlen > 0)
+        out[0] = '\0';
+    if (!t->built || table_match(t, host, hostlen, path, pathlen, BIT_ANY, "", 0) < 0)
+        return 0;
+    /* only named methods can be missing: a route taking any method would
+     * have matched */
+    for (size_t i = 0; i < NKNOWN; i++) {
+        const char *name = known_methods[i].name;
+        size_t len = known_methods[i].len;
+        if (((t->named_mask >> i) & 1) &&
+            table_match(t, host, hostlen, path, pathlen, (int)i, name, len) >= 0) {
+            n++;
+            if (allow_put(out, outlen, &pos, name, len) < 0)
+                return n;
+        }
+    }
+    for (size_t i = 0; i < t->nnamed_extra; i++) {
+        const char *name = t->named_extra[i];
+        size_t len = strlen(name);
+        if (table_match(t, host, hostlen, path, pathlen, -1, name, len) >= 0) {
+            n++;
+            if (allow_put(out, outlen, &pos, name, len) < 0)
+                return n;
+        }
+    }
+    return n;
+}
+
 /* ------------------------------------------------------------------- free */
 
 void route_table_free(struct route_table *t)
@@ -966,6 +1176,8 @@ void route_table_free(struct route_table *t)
     free(t->groups);
     free(t->exact_hosts.slots);
     free(t->wild_hosts.slots);
+    free(t->same.slots);
+    free(t->named_extra);
     free(t->nodes);
     free(t->keys);
     free(t->lists);

@@ -3,13 +3,25 @@
  *
  * Route keys (all optional):
  *   host:    "api.example.com", "*.example.com", or a list of them
- *   path:    "/prefix/", "=/exact", "~regex", "~*caseless-regex"
+ *   path:    "/prefix/", "=/exact", "^~/prefix/" (no regexes after it),
+ *            "~regex", "~*caseless-regex"
  *   methods: [GET, POST]
  *
  * The keys are parsed and checked per route as they are read, so each error
  * points at its own YAML node; conf_done then builds one route_table for the
- * whole generation. The matching rules are written at the top of
- * route_table.h. No route matching answers 404.
+ * whole generation. The matching rules (nginx's location order inside host
+ * tiers, and why hosts are tiers) are written at the top of route_table.h.
+ *
+ * Config errors besides bad values: a route with the host, path and methods
+ * of an earlier one, which could never be chosen (the error is at the
+ * second and names the first's position). Hosts and methods compare as
+ * sets; "/a" and "^~/a" are one prefix (nginx: "duplicate location");
+ * methods lists that overlap but differ are allowed (the first route takes
+ * the methods both name).
+ *
+ * No route matching answers 404, or 405 with an Allow header when routes for
+ * the host and path exist but none takes the method (a 404 would tell the
+ * client the resource does not exist).
  */
 #include <stddef.h>
 #include <stdlib.h>
@@ -29,8 +41,9 @@ struct router_hosts {
 struct router_path {
     int set;
     enum route_path_kind kind;
-    int caseless;
-    const char *text; /* without the "=", "~" or "~*" marker */
+    int caseless; /* "~*" */
+    int stop;     /* "^~" */
+    const char *text; /* without the "=", "^~", "~" or "~*" marker */
     size_t len;
 };
 
@@ -160,11 +173,15 @@ static int parse_path(weir_conf_t *cf, const weir_node_t *node, void *field)
 
     if (weir_node_type(node) != WEIR_NODE_SCALAR || text == NULL)
         return weir_conf_error(cf, node, "path: expected a string (\"/prefix\", \"=/exact\", "
-                                         "\"~regex\" or \"~*regex\")");
+                                         "\"^~/prefix\", \"~regex\" or \"~*regex\")");
     p->kind = ROUTE_PATH_PREFIX;
     p->caseless = 0;
+    p->stop = 0;
     p->text = text;
-    if (text[0] == '=') {
+    if (text[0] == '^' && text[1] == '~') {
+        p->stop = 1;
+        p->text = text + 2;
+    } else if (text[0] == '=') {
         p->kind = ROUTE_PATH_EXACT;
         p->text = text + 1;
     } else if (text[0] == '~') {
@@ -186,6 +203,43 @@ static int parse_path(weir_conf_t *cf, const weir_node_t *node, void *field)
 
 /* -------------------------------------------------------------- lifecycle */
 
+/* The table's view of a route: the router's keys, none when it set none. */
+static struct route_spec route_spec_of(const weir_route_t *rt, size_t i)
+{
+    const struct router_route_conf *rconf = weir_route_conf(rt, &weir_module);
+    struct route_spec spec = {.index = (int)i};
+
+    if (rconf == NULL)
+        return spec;
+    spec.hosts = rconf->hosts.v;
+    spec.nhosts = rconf->hosts.n;
+    spec.methods = rconf->methods.v;
+    spec.nmethods = rconf->methods.n;
+    if (rconf->path.set) {
+        spec.path_kind = rconf->path.kind;
+        spec.path = rconf->path.text;
+        spec.path_len = rconf->path.len;
+        spec.caseless = rconf->path.caseless;
+        spec.stop = rconf->path.stop;
+    }
+    return spec;
+}
+
+/* A second route with the host, path and methods of an earlier one could
+ * never be chosen: an error at the second, naming the first. */
+static int duplicate_error(weir_conf_t *cf, weir_route_t *rt, const weir_route_t *first)
+{
+    const weir_node_t *at = weir_route_node(first);
+
+    return weir_conf_error(cf, weir_route_node(rt),
+                           "route '%s' has the same host, path and methods as route '%s' "
+                           "(%s:%u:%u), which always wins: remove one, or change its host, "
+                           "path or methods (methods lists that overlap but differ are "
+                           "allowed: the first route takes the methods both name)",
+                           weir_route_name(rt), weir_route_name(first), weir_node_file(at),
+                           weir_node_line(at), weir_node_column(at));
+}
+
 static int router_conf_done(weir_conf_t *cf)
 {
     struct router_main_conf *mc = weir_main_conf(cf, &weir_module);
@@ -204,22 +258,12 @@ static int router_conf_done(weir_conf_t *cf)
     }
     for (size_t i = 0; i < n; i++) {
         weir_route_t *rt = weir_conf_route(cf, i);
-        const struct router_route_conf *rconf = weir_route_conf(rt, &weir_module);
-        struct route_spec spec = {.index = (int)i};
+        struct route_spec spec = route_spec_of(rt, i);
+        int dup = route_table_duplicate(t, &spec);
 
         mc->routes[i] = rt;
-        if (rconf != NULL) {
-            spec.hosts = rconf->hosts.v;
-            spec.nhosts = rconf->hosts.n;
-            spec.methods = rconf->methods.v;
-            spec.nmethods = rconf->methods.n;
-            if (rconf->path.set) {
-                spec.path_kind = rconf->path.kind;
-                spec.path = rconf->path.text;
-                spec.path_len = rconf->path.len;
-                spec.caseless = rconf->path.caseless;
-            }
-        }
+        if (dup >= 0)
+            rc = duplicate_error(cf, rt, mc->routes[dup]);
         if (route_table_add(t, &spec, err, sizeof(err)) < 0)
             rc = weir_conf_error(cf, weir_route_node(rt), "route \"%s\": %s",
                                  weir_route_name(rt), err);
@@ -256,6 +300,23 @@ static void router_conf_free(weir_conf_t *cf)
 
 /* ---------------------------------------------------------------- handler */
 
+/* No route took the request: 405 with Allow when routes for its host and
+ * path exist for other methods (RFC 9110 15.5.6), else 404. */
+static weir_result_t router_miss(weir_request_t *r, const struct router_main_conf *mc,
+                                 weir_str_t host, weir_str_t path)
+{
+    char allow[512];
+    size_t n = route_table_allowed(mc->table, host.data, host.len, path.data, path.len, allow,
+                                   sizeof(allow));
+    weir_str_t value = {.data = allow, .len = strlen(allow)};
+
+    if (n > 0 && weir_headers_set(r, weir_response_headers(r), WEIR_STR("Allow"), value) < 0)
+        return WEIR_ERROR;
+    if (weir_respond(r, n > 0 ? 405 : 404, (weir_str_t){.data = "", .len = 0}) < 0)
+        return WEIR_ERROR;
+    return WEIR_RESPOND;
+}
+
 static weir_result_t router_match(weir_request_t *r)
 {
     const struct router_main_conf *mc = active;
@@ -268,14 +329,16 @@ static weir_result_t router_match(weir_request_t *r)
         weir_log(&weir_module, WEIR_LOG_ERROR, "no route table in this process");
         return WEIR_ERROR;
     }
-    idx = route_table_match(mc->table, host.data ? host.data : "", host.len,
-                            path.data ? path.data : "", path.len,
-                            method.data ? method.data : "", method.len);
-    if (idx < 0 || (size_t)idx >= mc->nroutes) {
-        if (weir_respond(r, 404, (weir_str_t){.data = "", .len = 0}) < 0)
-            return WEIR_ERROR;
-        return WEIR_RESPOND;
-    }
+    if (host.data == NULL)
+        host = WEIR_STR("");
+    if (path.data == NULL)
+        path = WEIR_STR("");
+    if (method.data == NULL)
+        method = WEIR_STR("");
+    idx = route_table_match(mc->table, host.data, host.len, path.data, path.len, method.data,
+                            method.len);
+    if (idx < 0 || (size_t)idx >= mc->nroutes)
+        return router_miss(r, mc, host, path);
     weir_request_set_route(r, mc->routes[idx]);
     return WEIR_DONE;
 }
@@ -299,7 +362,8 @@ static const weir_directive_t router_directives[] = {
         .offset = offsetof(struct router_route_conf, path),
         .size = sizeof(struct router_path),
         .parse = parse_path,
-        .help = "\"/prefix\", \"=/exact\", \"~regex\" or \"~*caseless-regex\"",
+        .help = "\"/prefix\", \"=/exact\", \"^~/prefix\" (no regex after it), \"~regex\" or "
+                "\"~*caseless-regex\"",
     },
     {
         .key = "methods",

@@ -8,7 +8,8 @@
  *
  *   R <hosts> <methods> <path>    add a route; hosts and methods are comma
  *                                 lists or "-" for none; path "-" is none,
- *                                 "=/x" exact, "~re" regex, "~*re" caseless
+ *                                 "=/x" exact, "^~/x" prefix that stops the
+ *                                 regexes, "~re" regex, "~*re" caseless
  *   M <host> <method> <path>      match (host "-" is the empty host)
  *
  * Routes are numbered by their R line; an R line the table refuses leaves
@@ -18,8 +19,11 @@
  *  - matching before route_table_build finds nothing;
  *  - every match gives the route the brute-force reference gives: host
  *    tiers (exact, wildcards longest suffix first, no host), and in a tier
- *    the exact path, then the longest prefix, then regexes in order, each
- *    skipped when its methods do not hold the request method.
+ *    nginx's order: the exact path; else the longest prefix, which wins if
+ *    it is "^~"; else the first regex in order; else that prefix; each
+ *    route skipped when its methods do not hold the request method;
+ *  - route_table_duplicate names the first earlier route with the same
+ *    path, host set and method set (brute force), or none.
  */
 #define PCRE2_CODE_UNIT_WIDTH 8
 
@@ -43,6 +47,7 @@ struct ref_route {
     size_t host_len[MAX_LIST];
     size_t nhosts;
     enum route_path_kind kind;
+    int caseless, stop;
     const char *path; /* into the input; NULL: no path ("/" prefix) */
     size_t path_len;
     pcre2_code *re;
@@ -156,7 +161,8 @@ static size_t ref_tier(const struct ref_route *r, const char *host, size_t hlen)
     return best;
 }
 
-/* Best route of one tier: exact path, longest prefix, first regex. */
+/* Best route of one tier: exact path, longest prefix if "^~", first regex,
+ * that prefix. */
 static int ref_tier_match(struct ref_route *routes, size_t n, const int *in_tier,
                           const char *path, size_t plen, const char *m, size_t mlen)
 {
@@ -164,7 +170,7 @@ static int ref_tier_match(struct ref_route *routes, size_t n, const int *in_tier
         if (in_tier[i] && routes[i].kind == ROUTE_PATH_EXACT && routes[i].path_len == plen &&
             memcmp(routes[i].path, path, plen) == 0 && ref_method_ok(&routes[i], m, mlen))
             return routes[i].index;
-    int best = -1;
+    int best = -1, best_stop = 0;
     size_t best_len = 0;
     for (size_t i = 0; i < n; i++) {
         if (!in_tier[i] || routes[i].kind != ROUTE_PATH_PREFIX)
@@ -176,15 +182,56 @@ static int ref_tier_match(struct ref_route *routes, size_t n, const int *in_tier
         if (best < 0 || pl > best_len) {
             best = routes[i].index;
             best_len = pl;
+            best_stop = routes[i].stop;
         }
     }
-    if (best >= 0)
+    if (best >= 0 && best_stop)
         return best;
     for (size_t i = 0; i < n; i++) {
         if (!in_tier[i] || routes[i].kind != ROUTE_PATH_REGEX || !ref_method_ok(&routes[i], m, mlen))
             continue;
         if (pcre2_match(routes[i].re, (PCRE2_SPTR)path, plen, 0, 0, routes[i].md, NULL) >= 0)
             return routes[i].index;
+    }
+    return best;
+}
+
+/* Items of a as a set equal items of b (case folded for hosts, which are
+ * stored lowercased already). */
+static int ref_same_set(const char *const *a, const size_t *alen, size_t na,
+                        const char *const *b, const size_t *blen, size_t nb)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < na; i++) {
+            size_t j = 0;
+            while (j < nb && !(alen[i] == blen[j] && memcmp(a[i], b[j], alen[i]) == 0))
+                j++;
+            if (j == nb)
+                return 0;
+        }
+        const char *const *t = a;
+        const size_t *tl = alen;
+        size_t tn = na;
+        a = b, alen = blen, na = nb;
+        b = t, blen = tl, nb = tn;
+    }
+    return 1;
+}
+
+static int ref_duplicate(const struct ref_route *routes, size_t n, const struct ref_route *r)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct ref_route *o = &routes[i];
+        const char *op = o->path ? o->path : "/", *rp = r->path ? r->path : "/";
+        size_t ol = o->path ? o->path_len : 1, rl = r->path ? r->path_len : 1;
+        if (o->kind != r->kind || (o->kind == ROUTE_PATH_REGEX && o->caseless != r->caseless) ||
+            ol != rl || memcmp(op, rp, ol) != 0)
+            continue;
+        if (ref_same_set((const char *const *)o->hosts, o->host_len, o->nhosts,
+                         (const char *const *)r->hosts, r->host_len, r->nhosts) &&
+            ref_same_set(o->methods, o->method_len, o->nmethods, r->methods, r->method_len,
+                         r->nmethods))
+            return o->index;
     }
     return -1;
 }
@@ -270,6 +317,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 spec.path_kind = ROUTE_PATH_EXACT;
                 spec.path++;
                 spec.path_len--;
+            } else if (path.n > 1 && path.p[0] == '^' && path.p[1] == '~') {
+                spec.stop = 1;
+                spec.path += 2;
+                spec.path_len -= 2;
             } else if (path.n && path.p[0] == '~') {
                 spec.path_kind = ROUTE_PATH_REGEX;
                 spec.caseless = path.n > 1 && path.p[1] == '*';
@@ -299,6 +350,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             checks_ok &= route_path_check(spec.path_kind, spec.path, spec.path_len,
                                           spec.caseless, err, sizeof(err)) == 0;
         err[0] = '\0';
+        int dup = route_table_duplicate(t, &spec);
         int added = route_table_add(t, &spec, err, sizeof(err)) == 0;
         FZ_CHECK(added == checks_ok, "route %d: add %s but the checks %s (%s)", index,
                  added ? "accepted" : "refused", checks_ok ? "pass" : "fail", err);
@@ -325,8 +377,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             r->methods[r->nmethods++] = mcopy[i];
         }
         r->kind = spec.path ? spec.path_kind : ROUTE_PATH_PREFIX;
+        r->caseless = spec.caseless;
+        r->stop = spec.stop;
         r->path = spec.path;
         r->path_len = spec.path_len;
+        FZ_CHECK(dup == ref_duplicate(routes, nroutes - 1, r),
+                 "route %d: the table calls it the same as %d, the reference as %d", index, dup,
+                 ref_duplicate(routes, nroutes - 1, r));
         if (r->kind == ROUTE_PATH_REGEX) {
             int ec;
             PCRE2_SIZE eo;

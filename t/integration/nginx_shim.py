@@ -74,6 +74,10 @@ def main():
             p = r.get("path", "/")
             if p.startswith("="):
                 loc = "= " + p[1:]
+            elif p.startswith("^~"):
+                loc = "^~ " + p[2:]
+            elif p.startswith("~*"):
+                loc = "~* \"%s\"" % p[2:]
             elif p.startswith("~"):
                 loc = "~ \"%s\"" % p[1:]
             else:

@@ -2,7 +2,9 @@
  * Test module for the config loader (t/unit/conf_test.c): one directive of
  * every type, in every scope, with defaults and MAIN -> ROUTE inheritance.
  * It also provides a "roundrobin" balancer, standing in for lb_roundrobin so
- * that configs with upstreams load without the real module.
+ * that configs with upstreams load without the real module. A route with
+ * `probe_answer: true` is one the probe says it answers (ABI 1.6), so it
+ * needs no upstream.
  *
  * conf_test.c repeats the struct layouts below; keep them in step.
  */
@@ -20,6 +22,7 @@ struct probe_conf {
     uint64_t window;      /* probe_window: DURATION, main, default 1m */
     int done;             /* set by conf_done */
     int balancers;        /* upstreams initialised by the balancer */
+    int answer;           /* probe_answer: BOOL, route: conf_done marks it answered */
 };
 
 struct probe_listener {
@@ -52,6 +55,8 @@ static const weir_directive_t probe_directives[] = {
      .offset = offsetof(struct probe_conf, items), .size = sizeof(long), .parse = parse_items},
     {.key = "probe_tpl", .scopes = WEIR_SCOPE_ROUTE, .type = WEIR_DIRECTIVE_TEMPLATE,
      .offset = offsetof(struct probe_conf, tpl)},
+    {.key = "probe_answer", .scopes = WEIR_SCOPE_ROUTE, .type = WEIR_DIRECTIVE_BOOL,
+     .offset = offsetof(struct probe_conf, answer)},
     {.key = "probe_window", .scopes = WEIR_SCOPE_MAIN, .type = WEIR_DIRECTIVE_DURATION,
      .offset = offsetof(struct probe_conf, window), .default_value = "1m"},
     {.key = "probe_buf", .scopes = WEIR_SCOPE_LISTENER, .type = WEIR_DIRECTIVE_SIZE,
@@ -91,9 +96,12 @@ static int probe_conf_done(weir_conf_t *cf)
     struct probe_conf *mc = weir_main_conf(cf, &weir_module);
     mc->done = 1;
     for (size_t i = 0; i < weir_conf_route_count(cf); i++) {
-        struct probe_conf *rc = weir_route_conf(weir_conf_route(cf, i), &weir_module);
+        weir_route_t *rt = weir_conf_route(cf, i);
+        struct probe_conf *rc = weir_route_conf(rt, &weir_module);
         if (rc)
             rc->done = 1;
+        if (rc && rc->answer)
+            weir_route_set_answered(rt);
     }
     return 0;
 }

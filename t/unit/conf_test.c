@@ -33,6 +33,7 @@ struct probe_conf {
     uint64_t window;
     int done;
     int balancers;
+    int answer;
 };
 
 struct probe_listener {
@@ -370,6 +371,7 @@ static const char full_yaml[] =
     "    upstream: api\n"
     "  - upstream: web\n"
     "  - name: nothing\n"
+    "    probe_answer: true\n"
     "error_page: error.html\n";
 
 START_TEST(test_full_config)
@@ -818,6 +820,7 @@ START_TEST(test_module_scopes_and_inheritance)
                               "  - name: a\n"
                               "    upstream: api\n"
                               "  - name: b\n"
+                              "    upstream: api\n"
                               "    probe_flag: on\n"
                               "    probe_level: 1\n"
                               "    probe_items: [x]\n"
@@ -877,6 +880,24 @@ START_TEST(test_module_errors)
     ck_assert_ptr_null(load(PROBE LISTENER "routes:\n  - probe_tpl: \"x $nosuchvar\"\n", err,
                             sizeof(err)));
     ck_assert_msg(strncmp(err, "weir.yaml:4:", 12) == 0 && strstr(err, "nosuchvar"), "%s", err);
+}
+END_TEST
+
+/* After every conf_done: a route with neither an upstream nor a module that
+ * answers it (ABI 1.6) is refused at its node; one the probe answers loads. */
+START_TEST(test_route_answered)
+{
+    enter_tmpdir();
+    expect_errors(PROBE LISTENER
+                  "routes:\n"
+                  "  - name: lost\n"
+                  "    probe_level: 2\n"
+                  "  - probe_answer: true\n",
+                  "weir.yaml:4:5: route 'lost' has no upstream and no module answers it: add "
+                  "`upstream: NAME`, or a `redirect:` (module rewrite)\n");
+    weir_conf_t *cf = load_ok(PROBE LISTENER "routes:\n  - probe_answer: true\n");
+    ck_assert_ptr_null(weir_route_upstream(weir_conf_route(cf, 0)));
+    conf_free(cf);
 }
 END_TEST
 
@@ -960,6 +981,7 @@ static Suite *conf_suite(void)
     tcase_add_test(tc, test_module_defaults);
     tcase_add_test(tc, test_module_scopes_and_inheritance);
     tcase_add_test(tc, test_module_errors);
+    tcase_add_test(tc, test_route_answered);
     tcase_add_test(tc, test_module_missing);
     tcase_add_test(tc, test_modules_dir);
     suite_add_tcase(s, tc);

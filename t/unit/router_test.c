@@ -16,7 +16,7 @@
 
 struct rdef {
     const char *hosts[MAXH]; /* NULL-terminated */
-    const char *path;        /* with the config marker: "=/x", "~re", "~*re"; NULL: none */
+    const char *path;        /* with the config marker: "=/x", "^~/x", "~re", "~*re"; NULL: none */
     const char *methods[MAXM];
 };
 
@@ -50,6 +50,9 @@ static void spec_from(const struct rdef *d, int index, struct route_spec *spec)
     if (d->path[0] == '=') {
         spec->path_kind = ROUTE_PATH_EXACT;
         spec->path++;
+    } else if (d->path[0] == '^' && d->path[1] == '~') {
+        spec->stop = 1;
+        spec->path += 2;
     } else if (d->path[0] == '~') {
         spec->path_kind = ROUTE_PATH_REGEX;
         spec->caseless = d->path[1] == '*';
@@ -117,9 +120,10 @@ static const struct mcase tiers_cases[] = {
     {"x.a.b.example.com", "/v1/", "GET", 3},
     {"b.example.com", "/x", "GET", 2},
     {"example.com", "/static/a", "GET", 4},
-    /* any prefix, even the implicit "/" of route 6, beats a regex */
-    {"example.com", "/foo.PNG", "GET", 6},
-    {"example.com", "/static/a.png", "GET", 4},
+    /* nginx's order: a regex beats every prefix that is not "^~", even the
+     * implicit "/" of route 6 and the longer "/static/" of route 4 */
+    {"example.com", "/foo.PNG", "GET", 5},
+    {"example.com", "/static/a.png", "GET", 5},
     {"example.com", "/x", "GET", 6},
     {"other.org", "/static/y", "HEAD", 4},
     {"multi.example.org", "/m/1", "GET", 11},
@@ -141,7 +145,7 @@ START_TEST(test_tiers)
 END_TEST
 
 /* Regexes: config order, searched anywhere unless anchored, "~*" caseless,
- * reached only when no exact path or prefix of the tier matches. */
+ * tried after the longest prefix is remembered, and winning over it. */
 static const struct rdef regex_routes[] = {
     /* 0 */ {{NULL}, "~*\\.png$", {NULL}},
     /* 1 */ {{NULL}, "~^/img/", {NULL}},
@@ -155,7 +159,8 @@ static const struct mcase regex_cases[] = {
     {"h", "/x/y.PNG", "GET", 0},
     {"h", "/img/y.png", "GET", 0},
     {"h", "/img/y.jpg", "GET", 1},
-    {"h", "/static/y.png", "GET", 3},
+    {"h", "/static/y.png", "GET", 0},
+    {"h", "/static/y.gif", "GET", 3},
     {"h", "/x/abba/", "GET", 4},
     {"h", "/x/abba/", "POST", 5},
     {"h", "/x/abba/", "PUT", -1},
@@ -251,6 +256,225 @@ START_TEST(test_no_default)
     t = route_table_new();
     ck_assert_int_eq(route_table_build(t, NULL, 0), 0);
     ck_assert_int_eq(route_table_match(t, "a", 1, "/", 1, "GET", 3), -1);
+    route_table_free(t);
+}
+END_TEST
+
+/* nginx's location order in one tier, step by step. */
+static const struct rdef order_routes[] = {
+    /* 0 */ {{NULL}, "/", {NULL}},
+    /* 1 */ {{NULL}, "=/exact", {NULL}},
+    /* 2 */ {{NULL}, "/exact", {NULL}},
+    /* 3 */ {{NULL}, "^~/static/", {NULL}},
+    /* 4 */ {{NULL}, "/app/", {NULL}},
+    /* 5 */ {{NULL}, "/app/deep/", {NULL}},
+    /* 6 */ {{NULL}, "~\\.php$", {NULL}},
+    /* 7 */ {{NULL}, "~*\\.(gif|jpg)$", {NULL}},
+    /* 8 */ {{NULL}, "~^/app/.*\\.php$", {NULL}},
+    /* 9 */ {{NULL}, "~^/exact", {NULL}},
+    /* 10 */ {{NULL}, "^~/static/keep/", {NULL}},
+    /* 11 */ {{NULL}, "/static/keep/inner/", {NULL}},
+};
+
+static const struct mcase order_cases[] = {
+    /* a. exact wins over the prefix "/exact" and the regex "^/exact" */
+    {"h", "/exact", "GET", 1},
+    /* a regex beats the prefix that also matches */
+    {"h", "/exactly", "GET", 9},
+    /* b/e. the catch-all when no regex matches */
+    {"h", "/", "GET", 0},
+    {"h", "/other", "GET", 0},
+    /* d. a regex beats the catch-all "/" */
+    {"h", "/index.php", "GET", 6},
+    /* "~*" is caseless, "~" is not: the first regex in config order wins */
+    {"h", "/a.JPG", "GET", 7},
+    {"h", "/a.PHP", "GET", 0},
+    /* config order among regexes: 6 before the more specific 8 */
+    {"h", "/app/x.php", "GET", 6},
+    /* e. the longest prefix is remembered when no regex matches */
+    {"h", "/app/deep/x", "GET", 5},
+    {"h", "/app/x", "GET", 4},
+    /* c. "^~" as the longest prefix skips the regexes */
+    {"h", "/static/x.php", "GET", 3},
+    {"h", "/static/a.jpg", "GET", 3},
+    {"h", "/static/keep/a.jpg", "GET", 10},
+    /* "^~" only counts as the longest prefix: a longer plain prefix under it
+     * is remembered instead, and the regexes run */
+    {"h", "/static/keep/inner/a.jpg", "GET", 7},
+    {"h", "/static/keep/inner/a", "GET", 11},
+};
+
+START_TEST(test_nginx_order)
+{
+    struct route_table *t = build(order_routes, N(order_routes));
+
+    run_cases(t, order_cases, N(order_cases));
+    route_table_free(t);
+}
+END_TEST
+
+/* A route with a matching host beats one without at every step: the host
+ * tier decides whenever it has any route for the request. */
+static const struct rdef host_step_routes[] = {
+    /* 0 */ {{NULL}, "=/e", {NULL}},
+    /* 1 */ {{"h.test"}, "=/e", {NULL}},
+    /* 2 */ {{NULL}, "/p/long/", {NULL}},
+    /* 3 */ {{"h.test"}, "/p/", {NULL}},
+    /* 4 */ {{NULL}, "~\\.x$", {NULL}},
+    /* 5 */ {{"h.test"}, "~\\.x$", {NULL}},
+    /* 6 */ {{NULL}, "^~/s/", {NULL}},
+    /* 7 */ {{"h.test"}, "/s/", {NULL}},
+    /* 8 */ {{NULL}, "/", {NULL}},
+    /* 9 */ {{"*.test"}, "~^/w", {NULL}},
+    /* 10 */ {{NULL}, "=/only-hostless", {NULL}},
+    /* 11 */ {{"h.test"}, "=/r", {NULL}},
+    /* 12 */ {{NULL}, "~^/r", {NULL}},
+};
+
+static const struct mcase host_step_cases[] = {
+    /* exact: the host's exact path beats the hostless one */
+    {"h.test", "/e", "GET", 1},
+    {"o.org", "/e", "GET", 0},
+    /* prefix: the host's shorter prefix beats a longer hostless one */
+    {"h.test", "/p/long/y", "GET", 3},
+    {"o.org", "/p/long/y", "GET", 2},
+    /* regex: the host's regex beats the hostless one */
+    {"h.test", "/a.x", "GET", 5},
+    {"o.org", "/a.x", "GET", 4},
+    /* a hostless regex does not take a request from a host prefix */
+    {"h.test", "/p/a.x", "GET", 5},
+    {"h.test", "/s/a.x", "GET", 5},
+    /* a hostless "^~" does not stop the host's regexes either */
+    {"o.org", "/s/a.x", "GET", 6},
+    /* the wildcard tier comes after the exact one, before hostless */
+    {"h.test", "/w", "GET", 9},
+    {"a.test", "/w", "GET", 9},
+    {"a.test", "/a.x", "GET", 4},
+    /* a host tier with nothing for the path falls back to the hostless one */
+    {"h.test", "/only-hostless", "GET", 10},
+    {"h.test", "/zzz", "GET", 8},
+    /* the host's exact path beats a hostless regex */
+    {"h.test", "/r", "GET", 11},
+    {"o.org", "/r", "GET", 12},
+};
+
+START_TEST(test_host_steps)
+{
+    struct route_table *t = build(host_step_routes, N(host_step_routes));
+
+    run_cases(t, host_step_cases, N(host_step_cases));
+    route_table_free(t);
+}
+END_TEST
+
+/* Methods in nginx's order: a route that excludes the method does not
+ * match, so the remembered prefix is the longest one that takes it, and a
+ * "^~" that does not take it stops nothing. */
+static const struct rdef method_order_routes[] = {
+    /* 0 */ {{NULL}, "/", {NULL}},
+    /* 1 */ {{NULL}, "^~/a/", {"POST"}},
+    /* 2 */ {{NULL}, "/a/b/", {"GET"}},
+    /* 3 */ {{NULL}, "~\\.x$", {"GET", "POST"}},
+    /* 4 */ {{NULL}, "=/a/b/c.x", {"PUT"}},
+};
+
+static const struct mcase method_order_cases[] = {
+    {"h", "/a/b/c.x", "GET", 3},  /* remembered /a/b/, the regex wins */
+    {"h", "/a/b/c.x", "POST", 1}, /* remembered ^~/a/: no regex */
+    {"h", "/a/b/c.x", "PUT", 4},
+    {"h", "/a/c.x", "GET", 3},    /* ^~/a/ does not take GET: "/" is remembered */
+    {"h", "/a/c", "GET", 0},
+    {"h", "/a/c", "DELETE", 0},
+};
+
+START_TEST(test_method_order)
+{
+    struct route_table *t = build(method_order_routes, N(method_order_routes));
+
+    run_cases(t, method_order_cases, N(method_order_cases));
+    route_table_free(t);
+}
+END_TEST
+
+/* Sameness: hosts and methods as sets, "/" and no path, "/a" and "^~/a". */
+START_TEST(test_duplicates)
+{
+    static const struct rdef first[] = {
+        /* 0 */ {{"A.com", "b.com"}, "/a", {"GET", "POST"}},
+        /* 1 */ {{NULL}, NULL, {NULL}},
+        /* 2 */ {{NULL}, "~^/r", {NULL}},
+        /* 3 */ {{NULL}, "=/e", {NULL}},
+    };
+    static const struct {
+        struct rdef d;
+        int want;
+    } c[] = {
+        {{{"b.com", "a.com"}, "/a", {"POST", "GET"}}, 0},
+        {{{"b.com", "a.com", "A.COM"}, "^~/a", {"GET", "POST", "GET"}}, 0},
+        {{{NULL}, "/", {NULL}}, 1},
+        {{{NULL}, "~^/r", {NULL}}, 2},
+        {{{NULL}, "=/e", {NULL}}, 3},
+        /* overlapping but different methods: not the same */
+        {{{"a.com", "b.com"}, "/a", {"GET"}}, -1},
+        {{{"a.com", "b.com"}, "/a", {NULL}}, -1},
+        {{{"a.com"}, "/a", {"GET", "POST"}}, -1},
+        {{{NULL}, "/", {"GET"}}, -1},
+        {{{NULL}, "~*^/r", {NULL}}, -1},
+        {{{NULL}, "=/", {NULL}}, -1},
+        {{{NULL}, "/e", {NULL}}, -1},
+        {{{NULL}, "~/e", {NULL}}, -1},
+        {{{"*.a.com"}, "/a", {"GET", "POST"}}, -1},
+    };
+    struct route_table *t = route_table_new();
+    struct route_spec spec;
+    char err[256];
+
+    for (size_t i = 0; i < N(first); i++) {
+        spec_from(&first[i], (int)i + 10, &spec);
+        ck_assert_int_eq(route_table_duplicate(t, &spec), -1);
+        ck_assert_int_eq(route_table_add(t, &spec, err, sizeof(err)), 0);
+    }
+    for (size_t i = 0; i < N(c); i++) {
+        spec_from(&c[i].d, 99, &spec);
+        int got = route_table_duplicate(t, &spec);
+        ck_assert_msg(got == (c[i].want < 0 ? -1 : c[i].want + 10), "case %zu: %d", i, got);
+    }
+    route_table_free(t);
+}
+END_TEST
+
+/* After a miss: which methods the host and path have routes for. */
+START_TEST(test_allowed)
+{
+    static const struct rdef routes[] = {
+        /* 0 */ {{NULL}, "/m", {"GET", "HEAD"}},
+        /* 1 */ {{NULL}, "/m/post", {"POST", "PURGE"}},
+        /* 2 */ {{"h.test"}, "=/m", {"PUT"}},
+        /* 3 */ {{NULL}, "~\\.del$", {"DELETE"}},
+    };
+    static const struct {
+        const char *host, *path, *allow;
+        size_t n;
+    } c[] = {
+        {"o.org", "/m", "GET, HEAD", 2},
+        {"o.org", "/m/post/x", "GET, HEAD, POST, PURGE", 4},
+        {"h.test", "/m", "GET, HEAD, PUT", 3},
+        {"o.org", "/m/a.del", "GET, HEAD, DELETE", 3},
+        {"o.org", "/a.del", "DELETE", 1},
+        {"o.org", "/nothing", "", 0},
+    };
+    struct route_table *t = build(routes, N(routes));
+    char allow[64], tiny[8];
+
+    for (size_t i = 0; i < N(c); i++) {
+        size_t n = route_table_allowed(t, c[i].host, strlen(c[i].host), c[i].path,
+                                       strlen(c[i].path), allow, sizeof(allow));
+        ck_assert_msg(n == c[i].n && strcmp(allow, c[i].allow) == 0, "case %zu: %zu \"%s\"", i,
+                      n, allow);
+    }
+    /* a short buffer holds what fits, whole names only */
+    ck_assert_uint_ge(route_table_allowed(t, "o.org", 5, "/m/post/x", 9, tiny, sizeof(tiny)), 1);
+    ck_assert_str_eq(tiny, "GET");
     route_table_free(t);
 }
 END_TEST
@@ -357,11 +581,26 @@ static void rand_path(char *buf, size_t maxlen)
     buf[len] = '\0';
 }
 
+/* The regexes the reference below evaluates by hand. */
+static const char *const ref_regex[] = {"b$", "^/a/", "ab"};
+
+static int ref_regex_match(int i, const char *q, size_t qlen)
+{
+    switch (i) {
+    case 0:
+        return qlen > 0 && q[qlen - 1] == 'b';
+    case 1:
+        return strncmp(q, "/a/", 3) == 0;
+    default:
+        return strstr(q, "ab") != NULL;
+    }
+}
+
 START_TEST(test_tree_vs_reference)
 {
-    enum { NR = 1500, NQ = 20000, MAXLEN = 12 };
+    enum { NR = 1500, NQ = 20000, MAXLEN = 12, NRE = N(ref_regex) };
     static char paths[NR][MAXLEN + 2];
-    static int exact[NR];
+    static int exact[NR], stop[NR];
     struct route_table *t = route_table_new();
     char err[256], q[MAXLEN + 8];
 
@@ -369,14 +608,22 @@ START_TEST(test_tree_vs_reference)
         struct route_spec spec = {.index = i, .path = paths[i]};
         rand_path(paths[i], MAXLEN);
         exact[i] = rnd(4) == 0;
+        stop[i] = !exact[i] && rnd(3) == 0;
         spec.path_kind = exact[i] ? ROUTE_PATH_EXACT : ROUTE_PATH_PREFIX;
         spec.path_len = strlen(paths[i]);
+        spec.stop = stop[i];
+        ck_assert_int_eq(route_table_add(t, &spec, err, sizeof(err)), 0);
+    }
+    for (int i = 0; i < (int)NRE; i++) {
+        struct route_spec spec = {.index = NR + i, .path = ref_regex[i],
+                                  .path_kind = ROUTE_PATH_REGEX,
+                                  .path_len = strlen(ref_regex[i])};
         ck_assert_int_eq(route_table_add(t, &spec, err, sizeof(err)), 0);
     }
     ck_assert_int_eq(route_table_build(t, err, sizeof(err)), 0);
     for (int k = 0; k < NQ; k++) {
         size_t qlen;
-        int want = -1, best_len = -1, got;
+        int want = -1, prefix = -1, best_len = -1, got;
 
         rand_path(q, MAXLEN + 4);
         qlen = strlen(q);
@@ -385,17 +632,22 @@ START_TEST(test_tree_vs_reference)
                 want = i;
         }
         /* longest prefix; strictly longer, so config order wins ties */
-        for (int i = 0; i < NR && want < 0; i++) {
+        for (int i = 0; i < NR; i++) {
             int len = (int)strlen(paths[i]);
             if (!exact[i] && len > best_len && (size_t)len <= qlen &&
-                memcmp(paths[i], q, (size_t)len) == 0)
+                memcmp(paths[i], q, (size_t)len) == 0) {
                 best_len = len;
+                prefix = i;
+            }
         }
-        for (int i = 0; i < NR && want < 0 && best_len >= 0; i++) {
-            if (!exact[i] && (int)strlen(paths[i]) == best_len &&
-                memcmp(paths[i], q, (size_t)best_len) == 0)
-                want = i;
+        if (want < 0 && prefix >= 0 && stop[prefix])
+            want = prefix;
+        for (int i = 0; i < (int)NRE && want < 0; i++) {
+            if (ref_regex_match(i, q, qlen))
+                want = NR + i;
         }
+        if (want < 0)
+            want = prefix;
         got = route_table_match(t, "", 0, q, qlen, "GET", 3);
         ck_assert_msg(got == want, "query %s: got %d want %d", q, got, want);
     }
@@ -483,6 +735,11 @@ static Suite *router_suite(void)
     tcase_add_test(tc, test_methods);
     tcase_add_test(tc, test_fallthrough);
     tcase_add_test(tc, test_no_default);
+    tcase_add_test(tc, test_nginx_order);
+    tcase_add_test(tc, test_host_steps);
+    tcase_add_test(tc, test_method_order);
+    tcase_add_test(tc, test_duplicates);
+    tcase_add_test(tc, test_allowed);
     tcase_add_test(tc, test_host_check);
     tcase_add_test(tc, test_path_check);
     tcase_add_test(tc, test_add_errors);
