@@ -13,8 +13,15 @@
  *   5. module directive defaults, then MAIN -> ROUTE inheritance
  *   6. route -> upstream, upstream -> balancer by name
  *   7. phase chains; modules' conf_done hooks; balancers' init per upstream
- * conf_done and balancer init only run on an error-free config, since module
- * code may rely on every field being valid there.
+ * Each step runs even when an earlier one found errors, so `weir -t` shows
+ * every mistake of a file in one run; a step only skips what an earlier
+ * error broke, and says nothing more about it (a route naming an upstream
+ * whose entry was refused gets no "unknown upstream" on top). A value that
+ * was refused counts as absent: its field is zeroed and then gets the
+ * default or the inherited top-level value, so modules' conf_done hooks
+ * (which run on a config with errors too, see module.h) see only values
+ * that parsed. Only what sets the generation up rather than checks it waits
+ * for an error-free config: peer health zones and balancers' init.
  */
 #include "conf.h"
 
@@ -68,6 +75,11 @@ struct loader {
     const weir_node_t **upstream_key;      /* per upstream: its name, where errors point */
     const char **failed; /* names in modules: that did not load */
     size_t nfailed;
+    /* Upstreams whose entry was refused, so routes naming them stay quiet;
+     * all of them when `upstreams:` itself was. */
+    const char **broken_upstreams;
+    size_t nbroken_upstreams;
+    int upstreams_refused;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -375,6 +387,20 @@ static int inst_init(struct loader *L, struct inst *in, int sidx, const weir_nod
 }
 
 
+/* A refused value counts as absent: a parser may have left half a value in
+ * the field, so it is zeroed, and apply_defaults gives it the default or the
+ * inherited value like any key that is not there. */
+static void forget_value(struct loader *L, struct inst *in, size_t i)
+{
+    const struct dref *r = &L->dirs[i];
+    void *conf = in->mconf[r->module];
+    size_t fs = field_size(r->d);
+
+    in->set[i] = 0;
+    if (conf && r->d->offset + fs <= mod_conf_size(L->cf->modules[r->module].desc, in->sidx))
+        memset((char *)conf + r->d->offset, 0, fs);
+}
+
 /* One key of a scope mapping that the core schema does not own. */
 static int module_key(struct loader *L, struct inst *in, const weir_node_t *k,
                       const weir_node_t *v, const struct core_key *core)
@@ -393,7 +419,10 @@ static int module_key(struct loader *L, struct inst *in, const weir_node_t *k,
             continue;
         }
         in->set[i] = 1;
-        return parse_directive(L, r, in->sidx, in->mconf[r->module], v);
+        if (parse_directive(L, r, in->sidx, in->mconf[r->module], v) == 0)
+            return 0;
+        forget_value(L, in, i);
+        return -1;
     }
 
     const char *owner = modload_known_owner(bit, k->scalar);
@@ -795,8 +824,10 @@ static int ups_balancer(struct loader *L, void *obj, const weir_node_t *v)
 {
     weir_upstream_t *u = obj;
     const char *s = want_string(L->cf, v);
-    if (!s)
+    if (!s) {
+        u->balancer_name = NULL; /* reported; nothing to resolve */
         return -1;
+    }
     u->balancer_name = s;
     L->upstream_balancer[u->index] = v;
     return 0;
@@ -912,13 +943,17 @@ static int read_upstreams(struct loader *L, const weir_node_t *v)
 
     if (v->type == WEIR_NODE_NULL)
         return 0;
-    if (want_kind(cf, v, WEIR_NODE_MAPPING) < 0)
+    if (want_kind(cf, v, WEIR_NODE_MAPPING) < 0) {
+        L->upstreams_refused = 1;
         return -1;
+    }
     cf->upstreams = weir_conf_alloc(cf, cnt * sizeof(*cf->upstreams));
     L->upstreams = weir_conf_alloc(cf, cnt * sizeof(*L->upstreams));
     L->upstream_balancer = weir_conf_alloc(cf, cnt * sizeof(*L->upstream_balancer));
     L->upstream_key = weir_conf_alloc(cf, cnt * sizeof(*L->upstream_key));
-    if (!cf->upstreams || !L->upstreams || !L->upstream_balancer || !L->upstream_key)
+    L->broken_upstreams = weir_conf_alloc(cf, cnt * sizeof(*L->broken_upstreams));
+    if (!cf->upstreams || !L->upstreams || !L->upstream_balancer || !L->upstream_key ||
+        !L->broken_upstreams)
         return weir_conf_error(cf, v, "out of memory");
     for (size_t i = 0; i < v->count; i++) {
         const weir_node_t *n = v->items[i];
@@ -928,6 +963,7 @@ static int read_upstreams(struct loader *L, const weir_node_t *v)
         if (n->type != WEIR_NODE_MAPPING) {
             rc = weir_conf_error(cf, n, "upstream '%s' must be a mapping, got %s",
                                  v->keys[i]->scalar, conf_node_type_word(n));
+            L->broken_upstreams[L->nbroken_upstreams++] = v->keys[i]->scalar;
             continue;
         }
         *u = (weir_upstream_t){
@@ -1131,6 +1167,17 @@ static int read_modules(struct loader *L, const weir_node_t *root)
 
 /* -------------------------------------------------------------- resolving */
 
+/* An upstream of that name was written but refused (reported there). */
+static int upstream_refused(const struct loader *L, const char *name)
+{
+    if (L->upstreams_refused)
+        return 1;
+    for (size_t i = 0; i < L->nbroken_upstreams; i++)
+        if (strcmp(L->broken_upstreams[i], name) == 0)
+            return 1;
+    return 0;
+}
+
 static void resolve_routes(struct loader *L)
 {
     weir_conf_t *cf = L->cf;
@@ -1143,15 +1190,19 @@ static void resolve_routes(struct loader *L)
         for (size_t j = 0; j < cf->nupstreams; j++)
             if (strcmp(cf->upstreams[j].name, v->scalar) == 0)
                 rt->upstream = &cf->upstreams[j];
-        if (rt->upstream)
+        if (rt->upstream || upstream_refused(L, v->scalar))
             continue;
 
-        const char **names = malloc((cf->nupstreams ? cf->nupstreams : 1) * sizeof(*names));
+        /* the refused ones too: a typo of their name is still a typo */
+        size_t nnames = cf->nupstreams + L->nbroken_upstreams;
+        const char **names = malloc((nnames ? nnames : 1) * sizeof(*names));
         const char *s = NULL;
         if (names) {
             for (size_t j = 0; j < cf->nupstreams; j++)
                 names[j] = cf->upstreams[j].name;
-            s = conf_suggest(v->scalar, names, cf->nupstreams);
+            for (size_t j = 0; j < L->nbroken_upstreams; j++)
+                names[cf->nupstreams + j] = L->broken_upstreams[j];
+            s = conf_suggest(v->scalar, names, nnames);
         }
         if (s)
             weir_conf_error(cf, v, "unknown upstream '%s' in route '%s' (did you mean '%s'?)",
@@ -1185,6 +1236,8 @@ static void resolve_balancers(struct loader *L)
         const weir_node_t *at = L->upstream_balancer[i] ? L->upstream_balancer[i]
                                                         : L->upstream_key[i];
 
+        if (!u->balancer_name)
+            continue; /* the value was refused */
         u->balancer = find_balancer(cf, u->balancer_name, &u->balancer_module);
         if (u->balancer)
             continue;
@@ -1309,11 +1362,11 @@ weir_conf_t *conf_load(const conf_options_t *opt)
     if (limits)
         top_limits(&L, NULL, limits);
     read_scope(&L, &L.main, top_keys, cf);
-    if (cf->nlisteners == 0) {
-        const weir_node_t *ln = weir_node_get(root, "listeners");
+    /* said only when none is written: a refused entry was reported already */
+    const weir_node_t *ln = weir_node_get(root, "listeners");
+    if (!ln || ln->type == WEIR_NODE_NULL || (ln->type == WEIR_NODE_SEQUENCE && !ln->count))
         weir_conf_error(cf, ln ? ln : &(weir_node_t){.file = cf->file},
                         "no listeners configured");
-    }
 
     apply_defaults(&L, &L.main);
     for (size_t i = 0; i < cf->nlisteners; i++)
@@ -1329,9 +1382,10 @@ weir_conf_t *conf_load(const conf_options_t *opt)
         peers_reserve(cf); /* reports its own error */
 
     phases_build(cf, opt->core_handlers);
+    /* on a config with errors too: modules check and report what only they
+     * can (templates compiled there, cross-checks), see module.h */
+    modload_run_conf_hook(cf, HOOK_CONF_DONE);
     if (cf->nerrors)
-        goto fail;
-    if (modload_run_conf_hook(cf, HOOK_CONF_DONE) < 0 || cf->nerrors)
         goto fail;
     for (size_t i = 0; i < cf->nupstreams; i++) {
         weir_upstream_t *u = &cf->upstreams[i];

@@ -320,6 +320,9 @@ int modload_run_conf_hook(weir_conf_t *cf, enum module_hook which)
         case HOOK_CONF_DONE:
             hook = MODULE_HAS(d, conf_done) ? d->conf_done : NULL;
             what = "conf_done";
+            if (cf->modules[i].init_failed ||
+                (cf->nerrors && d->abi_minor < MODULE_MINOR_PARTIAL_CONF))
+                hook = NULL;
             break;
         }
         if (!hook)
@@ -327,10 +330,13 @@ int modload_run_conf_hook(weir_conf_t *cf, enum module_hook which)
         unsigned before = cf->nerrors;
         if (hook(cf) != 0) {
             rc = -1;
-            /* a failure the operator cannot see would be worse than a vague one */
-            if (cf->nerrors == before)
-                weir_conf_error(cf, conf_modules_key(cf), "module '%s' failed in %s without saying why",
-                                d->name, what);
+            if (which == HOOK_CONF_INIT)
+                cf->modules[i].init_failed = 1;
+            /* a failure the operator cannot see would be worse than a vague
+             * one; after other errors it may be one of their consequences */
+            if (cf->nerrors == before && before == 0)
+                weir_conf_error(cf, conf_modules_key(cf),
+                                "module '%s' failed in %s without saying why", d->name, what);
         }
     }
     return rc;

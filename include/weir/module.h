@@ -56,6 +56,12 @@
  *        `protocol: h2` upstream); weir_protocol_supported knows "h2", so
  *        a listener's ALPN offers it; HTTP/2 streams are requests with
  *        weir_request_version() 20.
+ *   1.6  conf_done runs on a config with errors elsewhere, so one `weir -t`
+ *        reports every mistake (see conf_done below); a module built for an
+ *        older minor keeps the old promise (conf_done only on an error-free
+ *        config). weir_template_compile reports every mistake of a text, each
+ *        at its own column where the scalar allows. Control characters in a
+ *        weir_conf_error message are written as escapes ("\n").
  */
 #ifndef WEIR_MODULE_H
 #define WEIR_MODULE_H
@@ -70,7 +76,7 @@ extern "C" {
 #endif
 
 #define WEIR_ABI_MAJOR 1
-#define WEIR_ABI_MINOR 5
+#define WEIR_ABI_MINOR 6
 
 /* Marks the descriptor as the one symbol a module exports. */
 #define WEIR_MODULE_EXPORT __attribute__((visibility("default")))
@@ -667,7 +673,19 @@ struct weir_module {
     /* Before the config is read: register variables. */
     int (*conf_init)(weir_conf_t *cf);
     /* After every scope was read and defaults applied: compile, index,
-     * cross-check. The conf is read-only from here on. */
+     * cross-check. The conf is read-only from here on. (1.6) It runs even
+     * when errors were found elsewhere (another module's keys, the core's
+     * cross-checks), so it can report its own in the same run; the load
+     * fails afterwards. It must then cope with a partial config, which is
+     * well defined: a key whose value was refused is as if absent (its field
+     * zeroed, then the default or the inherited value, so a custom parser
+     * may leave half a value behind); a route's upstream may be NULL (an
+     * unknown name, reported); an upstream may have no servers; a listener
+     * may lack its address; peer health is not reserved (weir_peer_set_down
+     * does nothing). It is not run when this module's conf_init failed. A
+     * -1 without an error message is reported generically only on a config
+     * that had no other errors. It must not report what is only a
+     * consequence of an error elsewhere. */
     int (*conf_done)(weir_conf_t *cf);
     /* In each worker after fork, before accepting. */
     int (*worker_init)(const weir_conf_t *cf);

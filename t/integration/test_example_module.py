@@ -230,8 +230,8 @@ def test_config_errors_at_file_line_col(weir, built, tmp_path):
         return "%s:%d:%d" % (conf, lineno, col)
 
     want = [
-        # the template compiler, at the value node
-        (pos(9, '"v $no_such_var"'), "no_such_var"),
+        # the template compiler, at the variable inside the value
+        (pos(9, '$no_such_var'), "unknown variable '$no_such_var'"),
         # the module's parser, at the offending nodes
         (pos(15, '"X Bad"'), "example_header: invalid character ' ' in header name 'X Bad'"),
         (pos(18, "valu"), "example_header: unknown key 'valu' (expected name or value)"),
