@@ -142,7 +142,7 @@ struct weir_conf {
     const char *file; /* path of the main config file as given */
     const char *dir;  /* its directory */
 
-    /* accumulated errors, in order */
+    /* accumulated errors, sorted by position (weir_conf_error) */
     conf_error_t *errors, **errors_tail;
     unsigned nerrors;
 
@@ -199,8 +199,10 @@ typedef struct conf_options {
 } conf_options_t;
 
 /* Loads and checks a whole configuration generation. Returns NULL when it has
- * errors; they are printed to stderr (all of them, in document order) before
- * returning. */
+ * errors; they are printed to stderr before returning: all of them, from
+ * every stage, sorted by position as a compiler's (each file's by line and
+ * column, files in the order their first error came, errors without a
+ * position last; conf_node.c). */
 weir_conf_t *conf_load(const conf_options_t *opt);
 void conf_free(weir_conf_t *cf);
 

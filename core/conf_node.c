@@ -299,17 +299,19 @@ int weir_conf_error(weir_conf_t *cf, const weir_node_t *n, const char *fmt, ...)
     e->line = line;
     e->column = column;
 
-    /* Scopes are read in a fixed order (limits before listeners, upstreams
-     * before routes), but users read errors top to bottom: keep the errors
-     * of one file in document order. Errors without a position go last. */
+    /* Stages run in a fixed order (structure, cross-checks, modules'
+     * conf_done), but users read errors top to bottom, as a compiler's:
+     * the errors of one file are kept sorted by line and column (equal
+     * positions in the order found), files in the order their first error
+     * came, and errors without a position after all the others. */
     if (!cf->errors_tail)
         cf->errors_tail = &cf->errors;
     at = &cf->errors;
     if (line) {
         while (*at) {
             conf_error_t *o = *at;
-            if (o->file && file && strcmp(o->file, file) == 0 &&
-                (o->line == 0 || pos_after(o, line, column)))
+            if (o->line == 0 ||
+                (o->file && file && strcmp(o->file, file) == 0 && pos_after(o, line, column)))
                 break;
             at = &o->next;
         }

@@ -393,3 +393,74 @@ def test_no_cascade_after_an_unknown_or_refused_upstream(tmp_path):
         (17, lines[16].index("wbe") + 1,
          "unknown upstream 'wbe' in route 'route3' (did you mean 'web'?)"),
     ], err
+
+
+def _registered_variables():
+    """Every variable name the core and the modules register, from the source:
+    the tables in core/core_vars.c (registered and reserved) and in each module
+    file that calls weir_var_register. Prefix families end with '_'."""
+    names = set()
+    sources = [os.path.join(SOURCE_ROOT, "core", "core_vars.c")]
+    for d, _, files in os.walk(os.path.join(SOURCE_ROOT, "modules")):
+        sources += [os.path.join(d, f) for f in files if f.endswith(".c")]
+    for path in sources:
+        text = open(path).read()
+        if "weir_var_register" not in text and "vars_reserve" not in text:
+            continue
+        found = set(re.findall(r'\{"([a-z][a-z0-9_]*)",\s*(?:0|WEIR_VAR_PREFIX|v_)', text))
+        found |= set(re.findall(r'weir_var_register\(\s*cf,\s*"([a-z][a-z0-9_]*)"', text))
+        m = re.search(r"tls_vars\[\]\s*=\s*\{([^}]*)\}", text)
+        if m:
+            found |= set(re.findall(r'"([a-z][a-z0-9_]*)"', m.group(1)))
+        assert found, "%s registers variables this test cannot find: update it" % path
+        names |= found
+    return names
+
+
+def _readme_section(title):
+    text = open(os.path.join(SOURCE_ROOT, "README.md")).read()
+    m = re.search(r"^## %s\n(.*?)(?=^## )" % re.escape(title), text, re.M | re.S)
+    assert m, "README has no '## %s' section" % title
+    return m.group(1)
+
+
+def test_readme_lists_every_variable():
+    names = _registered_variables()
+    # the families and a few plain names, so a broken scan cannot pass empty
+    assert {"http_", "sent_http_", "cookie_", "arg_", "remote_addr", "ssl_protocol",
+            "ssl_client_serial", "proxy_add_x_forwarded_for"} <= names, sorted(names)
+    section = _readme_section("Variables")
+    rows = [ln for ln in section.splitlines() if ln.startswith("| `$")]
+    documented = set()
+    for row in rows:
+        first = row.split("|")[1]
+        for v in re.findall(r"`\$([a-z][a-z0-9_]*?)(NAME)?`", first):
+            documented.add(v[0])
+    missing = sorted(n for n in names if n not in documented)
+    assert not missing, "registered but not in README's Variables table: %s" % missing
+    stale = sorted(n for n in documented if n not in names)
+    assert not stale, "in README's Variables table but not registered: %s" % stale
+
+
+def test_readme_nginx_table_names_real_keys():
+    """Every key the "Coming from nginx" table gives as weir's is one the core or a
+    module reads (a string in their source), so the table invents none."""
+    source = ""
+    for top in ("core", "modules"):
+        for d, _, files in os.walk(os.path.join(SOURCE_ROOT, top)):
+            for f in files:
+                if f.endswith(".c"):
+                    source += open(os.path.join(d, f)).read()
+    literals = set(re.findall(r'"([a-z_][a-z0-9_]*)"', source))
+    rows = [ln for ln in _readme_section("Coming from nginx").splitlines()
+            if ln.startswith("| `") or ln.startswith("| not")]
+    assert len(rows) > 40, rows
+    keys = set()
+    for row in rows:
+        weir_col = row.split("|")[2]
+        for span in re.findall(r"`([^`]*)`", weir_col):
+            keys |= set(re.findall(r"(?<![\w$.])([a-z_][a-z0-9_]*):(?!/)", span))
+    assert {"workers", "listeners", "upstreams", "tls", "limits", "access_log"} <= keys, keys
+    names = {"api"}  # an upstream's name in an example, not a key
+    invented = sorted(k for k in keys - names if k not in literals)
+    assert not invented, "keys in the nginx table that nothing reads: %s" % invented

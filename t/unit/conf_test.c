@@ -826,6 +826,42 @@ START_TEST(test_message_escapes)
 }
 END_TEST
 
+/* Errors read like a compiler's whatever order the stages found them in. */
+START_TEST(test_error_order)
+{
+    weir_conf_t c = {.file = "weir.yaml"};
+    struct weir_node at[] = {
+        {.file = "inc.yaml", .line = 4, .column = 3},
+        {.file = "weir.yaml", .line = 9, .column = 5},
+        {.file = "weir.yaml", .line = 2, .column = 7},
+        {.file = "weir.yaml", .line = 9, .column = 1},
+        {.file = "inc.yaml", .line = 1, .column = 1},
+        {.file = "weir.yaml", .line = 9, .column = 5},
+    };
+    static const char *const want[] = {
+        "inc.yaml:1:1: e4", "inc.yaml:4:3: e0", "weir.yaml:2:7: e2", "weir.yaml:9:1: e3",
+        "weir.yaml:9:5: e1", "weir.yaml:9:5: e5", "weir.yaml: first without a position",
+        "weir.yaml: second without a position",
+    };
+    size_t i = 0;
+    c.arena = arena_new(4096, 0);
+    ck_assert_ptr_nonnull(c.arena);
+    c.errors_tail = &c.errors;
+    weir_conf_error(&c, NULL, "first without a position");
+    for (size_t k = 0; k < sizeof(at) / sizeof(at[0]); k++) {
+        weir_conf_error(&c, &at[k], "e%zu", k);
+        if (k == 2)
+            weir_conf_error(&c, NULL, "second without a position");
+    }
+    for (const conf_error_t *e = c.errors; e; e = e->next, i++) {
+        ck_assert_uint_lt(i, sizeof(want) / sizeof(want[0]));
+        ck_assert_str_eq(e->msg, want[i]);
+    }
+    ck_assert_uint_eq(i, sizeof(want) / sizeof(want[0]));
+    arena_free(c.arena);
+}
+END_TEST
+
 START_TEST(test_error_forms)
 {
     ck_assert_int_eq(failing_cases(error_cases, sizeof(error_cases) / sizeof(error_cases[0])), 0);
@@ -1070,6 +1106,7 @@ static Suite *conf_suite(void)
     tcase_add_test(tc, test_error_forms);
     tcase_add_test(tc, test_one_run_reports_all);
     tcase_add_test(tc, test_message_escapes);
+    tcase_add_test(tc, test_error_order);
     tcase_add_test(tc, test_unreadable_file);
     tcase_add_test(tc, test_error_page_missing);
     tcase_add_test(tc, test_include);
