@@ -785,6 +785,15 @@ static const struct error_case one_run_cases[] = {
      "s, m, h or d, e.g. 250ms, 2s)\n"
      "weir.yaml:7:18: value 0 for 'probe_level' is out of range (expected 1..10)\n"
      "weir.yaml: conf_probe saw level 3, window 60000, routes: 3 7 3\n"},
+    {"a module of an older minor: conf_done on an error-free config",
+     LISTENER "modules: [done_old]\n",
+     "weir.yaml: done_old: conf_done ran\n"},
+    {"a module of an older minor: no conf_done on a config with errors",
+     LISTENER "modules: [done_old]\nworker: 1\n",
+     "weir.yaml:3:1: unknown key 'worker' in top level (did you mean 'workers'?)\n"},
+    {"no conf_done for a module whose conf_init failed",
+     LISTENER "modules: [init_fails]\n",
+     "weir.yaml: init_fails: conf_init failed\n"},
 };
 
 /* Every case runs, so one run shows every mismatch. */
