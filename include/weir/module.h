@@ -150,8 +150,10 @@ int weir_node_size(weir_conf_t *cf, const weir_node_t *n, uint64_t *out);
 
 /* Reports a config error at the node's position ("file:line:col: msg"), or
  * naming only the config file when node is NULL (1.1). Errors accumulate;
- * loading fails after every scope was read, so one run shows them all.
- * Always returns -1. */
+ * loading fails after every stage ran (conf_done included, 1.6), so one run
+ * shows them all, printed sorted by position. (1.6) A message is one line:
+ * control characters in it (a quoted block scalar's newline) are written as
+ * escapes, "\n", "\t", "\r", "\xHH". Always returns -1. */
 int weir_conf_error(weir_conf_t *cf, const weir_node_t *n, const char *fmt, ...)
     WEIR_PRINTF(3, 4);
 
@@ -528,7 +530,9 @@ typedef int (*weir_var_get_fn)(weir_request_t *r, weir_str_t suffix, weir_str_t 
 int weir_var_register(weir_conf_t *cf, const char *name, unsigned flags, weir_var_get_fn get);
 
 /* Compile text with "$name" and "${name}" references; unknown variables are a
- * config error at the node. "$$" is a literal '$'. For rewrite, "$1".."$9"
+ * config error at the node. (1.6) Every mistake of the text is reported,
+ * each at its own column when text is the node's scalar (or a piece of it)
+ * written on one line as it reads, else at the node. "$$" is a literal '$'. For rewrite, "$1".."$9"
  * refer to capture groups (see weir_template_render_captures). */
 weir_template_t *weir_template_compile(weir_conf_t *cf, const weir_node_t *node, const char *text);
 /* Render into the request arena. 0, or -1 when out of memory. */
