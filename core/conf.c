@@ -14,8 +14,15 @@
  *   6. route -> upstream, upstream -> balancer by name
  *   7. phase chains; modules' conf_done hooks; every route has an upstream
  *      or a module that answers it; balancers' init per upstream
- * conf_done and balancer init only run on an error-free config, since module
- * code may rely on every field being valid there.
+ * Each step runs even when an earlier one found errors, so `weir -t` shows
+ * every mistake of a file in one run; a step only skips what an earlier
+ * error broke, and says nothing more about it (a route naming an upstream
+ * whose entry was refused gets no "unknown upstream" on top). A value that
+ * was refused counts as absent: its field is zeroed and then gets the
+ * default or the inherited top-level value, so modules' conf_done hooks
+ * (which run on a config with errors too, see module.h) see only values
+ * that parsed. Only what sets the generation up rather than checks it waits
+ * for an error-free config: peer health zones and balancers' init.
  */
 #include "conf.h"
 
@@ -69,6 +76,11 @@ struct loader {
     const weir_node_t **upstream_key;      /* per upstream: its name, where errors point */
     const char **failed; /* names in modules: that did not load */
     size_t nfailed;
+    /* Upstreams whose entry was refused, so routes naming them stay quiet;
+     * all of them when `upstreams:` itself was. */
+    const char **broken_upstreams;
+    size_t nbroken_upstreams;
+    int upstreams_refused;
 };
 
 /* ------------------------------------------------------------ helpers */
@@ -376,6 +388,20 @@ static int inst_init(struct loader *L, struct inst *in, int sidx, const weir_nod
 }
 
 
+/* A refused value counts as absent: a parser may have left half a value in
+ * the field, so it is zeroed, and apply_defaults gives it the default or the
+ * inherited value like any key that is not there. */
+static void forget_value(struct loader *L, struct inst *in, size_t i)
+{
+    const struct dref *r = &L->dirs[i];
+    void *conf = in->mconf[r->module];
+    size_t fs = field_size(r->d);
+
+    in->set[i] = 0;
+    if (conf && r->d->offset + fs <= mod_conf_size(L->cf->modules[r->module].desc, in->sidx))
+        memset((char *)conf + r->d->offset, 0, fs);
+}
+
 /* One key of a scope mapping that the core schema does not own. */
 static int module_key(struct loader *L, struct inst *in, const weir_node_t *k,
                       const weir_node_t *v, const struct core_key *core)
@@ -394,7 +420,10 @@ static int module_key(struct loader *L, struct inst *in, const weir_node_t *k,
             continue;
         }
         in->set[i] = 1;
-        return parse_directive(L, r, in->sidx, in->mconf[r->module], v);
+        if (parse_directive(L, r, in->sidx, in->mconf[r->module], v) == 0)
+            return 0;
+        forget_value(L, in, i);
+        return -1;
     }
 
     const char *owner = modload_known_owner(bit, k->scalar);
@@ -796,8 +825,10 @@ static int ups_balancer(struct loader *L, void *obj, const weir_node_t *v)
 {
     weir_upstream_t *u = obj;
     const char *s = want_string(L->cf, v);
-    if (!s)
+    if (!s) {
+        u->balancer_name = NULL; /* reported; nothing to resolve */
         return -1;
+    }
     u->balancer_name = s;
     L->upstream_balancer[u->index] = v;
     return 0;
@@ -913,13 +944,17 @@ static int read_upstreams(struct loader *L, const weir_node_t *v)
 
     if (v->type == WEIR_NODE_NULL)
         return 0;
-    if (want_kind(cf, v, WEIR_NODE_MAPPING) < 0)
+    if (want_kind(cf, v, WEIR_NODE_MAPPING) < 0) {
+        L->upstreams_refused = 1;
         return -1;
+    }
     cf->upstreams = weir_conf_alloc(cf, cnt * sizeof(*cf->upstreams));
     L->upstreams = weir_conf_alloc(cf, cnt * sizeof(*L->upstreams));
     L->upstream_balancer = weir_conf_alloc(cf, cnt * sizeof(*L->upstream_balancer));
     L->upstream_key = weir_conf_alloc(cf, cnt * sizeof(*L->upstream_key));
-    if (!cf->upstreams || !L->upstreams || !L->upstream_balancer || !L->upstream_key)
+    L->broken_upstreams = weir_conf_alloc(cf, cnt * sizeof(*L->broken_upstreams));
+    if (!cf->upstreams || !L->upstreams || !L->upstream_balancer || !L->upstream_key ||
+        !L->broken_upstreams)
         return weir_conf_error(cf, v, "out of memory");
     for (size_t i = 0; i < v->count; i++) {
         const weir_node_t *n = v->items[i];
@@ -929,6 +964,7 @@ static int read_upstreams(struct loader *L, const weir_node_t *v)
         if (n->type != WEIR_NODE_MAPPING) {
             rc = weir_conf_error(cf, n, "upstream '%s' must be a mapping, got %s",
                                  v->keys[i]->scalar, conf_node_type_word(n));
+            L->broken_upstreams[L->nbroken_upstreams++] = v->keys[i]->scalar;
             continue;
         }
         *u = (weir_upstream_t){
@@ -1132,6 +1168,17 @@ static int read_modules(struct loader *L, const weir_node_t *root)
 
 /* -------------------------------------------------------------- resolving */
 
+/* An upstream of that name was written but refused (reported there). */
+static int upstream_refused(const struct loader *L, const char *name)
+{
+    if (L->upstreams_refused)
+        return 1;
+    for (size_t i = 0; i < L->nbroken_upstreams; i++)
+        if (strcmp(L->broken_upstreams[i], name) == 0)
+            return 1;
+    return 0;
+}
+
 static void resolve_routes(struct loader *L)
 {
     weir_conf_t *cf = L->cf;
@@ -1144,15 +1191,19 @@ static void resolve_routes(struct loader *L)
         for (size_t j = 0; j < cf->nupstreams; j++)
             if (strcmp(cf->upstreams[j].name, v->scalar) == 0)
                 rt->upstream = &cf->upstreams[j];
-        if (rt->upstream)
+        if (rt->upstream || upstream_refused(L, v->scalar))
             continue;
 
-        const char **names = malloc((cf->nupstreams ? cf->nupstreams : 1) * sizeof(*names));
+        /* the refused ones too: a typo of their name is still a typo */
+        size_t nnames = cf->nupstreams + L->nbroken_upstreams;
+        const char **names = malloc((nnames ? nnames : 1) * sizeof(*names));
         const char *s = NULL;
         if (names) {
             for (size_t j = 0; j < cf->nupstreams; j++)
                 names[j] = cf->upstreams[j].name;
-            s = conf_suggest(v->scalar, names, cf->nupstreams);
+            for (size_t j = 0; j < L->nbroken_upstreams; j++)
+                names[cf->nupstreams + j] = L->broken_upstreams[j];
+            s = conf_suggest(v->scalar, names, nnames);
         }
         if (s)
             weir_conf_error(cf, v, "unknown upstream '%s' in route '%s' (did you mean '%s'?)",
@@ -1170,7 +1221,8 @@ static void check_answered_routes(weir_conf_t *cf)
 {
     for (size_t i = 0; i < cf->nroutes; i++) {
         const weir_route_t *rt = &cf->routes[i];
-        if (!rt->upstream && !rt->answered)
+        /* one that names an upstream got its error there, if any */
+        if (!rt->upstream && !rt->answered && !weir_node_get(rt->node, "upstream"))
             weir_conf_error(cf, rt->node,
                             "route '%s' has no upstream and no module answers it: add "
                             "`upstream: NAME`, or a `redirect:` (module rewrite)",
@@ -1201,6 +1253,8 @@ static void resolve_balancers(struct loader *L)
         const weir_node_t *at = L->upstream_balancer[i] ? L->upstream_balancer[i]
                                                         : L->upstream_key[i];
 
+        if (!u->balancer_name)
+            continue; /* the value was refused */
         u->balancer = find_balancer(cf, u->balancer_name, &u->balancer_module);
         if (u->balancer)
             continue;
@@ -1325,11 +1379,11 @@ weir_conf_t *conf_load(const conf_options_t *opt)
     if (limits)
         top_limits(&L, NULL, limits);
     read_scope(&L, &L.main, top_keys, cf);
-    if (cf->nlisteners == 0) {
-        const weir_node_t *ln = weir_node_get(root, "listeners");
+    /* said only when none is written: a refused entry was reported already */
+    const weir_node_t *ln = weir_node_get(root, "listeners");
+    if (!ln || ln->type == WEIR_NODE_NULL || (ln->type == WEIR_NODE_SEQUENCE && !ln->count))
         weir_conf_error(cf, ln ? ln : &(weir_node_t){.file = cf->file},
                         "no listeners configured");
-    }
 
     apply_defaults(&L, &L.main);
     for (size_t i = 0; i < cf->nlisteners; i++)
@@ -1345,11 +1399,15 @@ weir_conf_t *conf_load(const conf_options_t *opt)
         peers_reserve(cf); /* reports its own error */
 
     phases_build(cf, opt->core_handlers);
-    if (cf->nerrors)
-        goto fail;
-    if (modload_run_conf_hook(cf, HOOK_CONF_DONE) < 0 || cf->nerrors)
-        goto fail;
-    check_answered_routes(cf);
+    /* on a config with errors too: modules check and report what only they
+     * can (templates compiled there, cross-checks), see module.h */
+    int conf_done_ok = modload_run_conf_hook(cf, HOOK_CONF_DONE);
+    /* A route no module said it answers is only an error when every
+     * module's conf_done ran (and could say so) and every module is recent
+     * enough to say so at all: one built before 1.6 may answer routes
+     * silently, so for its sake the check is left out. */
+    if (conf_done_ok == 0 && modload_all_at_least(cf, MODULE_MINOR_ANSWERS_ROUTES))
+        check_answered_routes(cf);
     if (cf->nerrors)
         goto fail;
     for (size_t i = 0; i < cf->nupstreams; i++) {

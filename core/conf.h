@@ -45,6 +45,10 @@ struct weir_node {
     weir_node_type_t type;
     const char *file;
     unsigned line, column;
+    /* Scalars: where the scalar ends in the file (after a closing quote) and
+     * how it was written, so a message can point inside it (conf_text_pos). */
+    unsigned end_line, end_column;
+    int style; /* CONF_STYLE_* */
     const char *scalar;        /* SCALAR (also set, empty, for NULL nodes) */
     size_t count;              /* SEQUENCE items or MAPPING entries */
     struct weir_node **items;  /* SEQUENCE items, MAPPING values */
@@ -54,6 +58,10 @@ struct weir_node {
                                 * names the directive in type errors */
 };
 
+/* How a scalar was written; CONF_STYLE_OTHER for block scalars (| and >)
+ * and nodes that were not read from a file. */
+enum { CONF_STYLE_OTHER, CONF_STYLE_PLAIN, CONF_STYLE_QUOTED };
+
 /* One loaded module. */
 typedef struct module_slot {
     const weir_module_t *desc;
@@ -61,6 +69,7 @@ typedef struct module_slot {
     const char *path;
     void *main_conf; /* conf_size[MAIN] bytes, or NULL */
     size_t index;    /* position in modules: */
+    int init_failed; /* its conf_init hook failed: conf_done is not run */
 } module_slot_t;
 
 struct weir_listener {
@@ -134,7 +143,7 @@ struct weir_conf {
     const char *file; /* path of the main config file as given */
     const char *dir;  /* its directory */
 
-    /* accumulated errors, in order */
+    /* accumulated errors, sorted by position (weir_conf_error) */
     conf_error_t *errors, **errors_tail;
     unsigned nerrors;
 
@@ -191,8 +200,10 @@ typedef struct conf_options {
 } conf_options_t;
 
 /* Loads and checks a whole configuration generation. Returns NULL when it has
- * errors; they are printed to stderr (all of them, in document order) before
- * returning. */
+ * errors; they are printed to stderr before returning: all of them, from
+ * every stage, sorted by position as a compiler's (each file's by line and
+ * column, files in the order their first error came, errors without a
+ * position last; conf_node.c). */
 weir_conf_t *conf_load(const conf_options_t *opt);
 void conf_free(weir_conf_t *cf);
 
@@ -212,6 +223,14 @@ const char *conf_suggest(const char *word, const char *const *candidates, size_t
 /* YAML file to node tree (conf_yaml.c). Handles `include:` at top level.
  * Returns the root or NULL after conf errors were recorded in cf. */
 weir_node_t *conf_yaml_read(weir_conf_t *cf, const char *path);
+
+/* The file position of byte `offset` of `text`, a string compiled from the
+ * scalar node n (its whole text, or a piece of it copied out): exact where
+ * the scalar sits on one line and its characters stand in the file as they
+ * are (a plain scalar, or a quoted one without escapes), else the scalar's
+ * own position. */
+void conf_text_pos(const weir_node_t *n, const char *text, size_t offset, unsigned *line,
+                   unsigned *column);
 
 /* "a list", "a mapping", "nothing" or "a scalar", for type errors. */
 const char *conf_node_type_word(const weir_node_t *n);

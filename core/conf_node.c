@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,7 +180,86 @@ int weir_node_size(weir_conf_t *cf, const weir_node_t *n, uint64_t *out)
     return weir_conf_error(cf, n, "invalid size '%s'%s (%s)", s, fk, expected);
 }
 
+/* ------------------------------------------------------------- positions */
+
+/* Characters in s[0..len): libyaml counts columns in characters, not bytes. */
+static size_t utf8_chars(const char *s, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)s[i] & 0xc0) != 0x80;
+    return n;
+}
+
+/* Where `text` starts inside `scalar`: text points into it, or is a copy of a
+ * piece found there exactly once (a rewrite's replacement). -1: unknown. */
+static int text_base(const char *scalar, const char *text, size_t *base)
+{
+    size_t slen = strlen(scalar);
+    uintptr_t s = (uintptr_t)scalar, t = (uintptr_t)text;
+    if (t >= s && t <= s + slen) {
+        *base = (size_t)(t - s);
+        return 0;
+    }
+    const char *hit = *text ? strstr(scalar, text) : NULL;
+    if (!hit || strstr(hit + 1, text))
+        return -1;
+    *base = (size_t)(hit - scalar);
+    return 0;
+}
+
+void conf_text_pos(const weir_node_t *n, const char *text, size_t offset, unsigned *line,
+                   unsigned *column)
+{
+    size_t base, slen, quotes;
+
+    *line = n ? n->line : 0;
+    *column = n ? n->column : 0;
+    if (!n || !text || n->type != WEIR_NODE_SCALAR || n->style == CONF_STYLE_OTHER ||
+        n->end_line != n->line || text_base(n->scalar, text, &base) < 0)
+        return;
+    slen = strlen(n->scalar);
+    if (base + offset > slen)
+        return;
+    /* a quoted scalar whose width in the file is its text plus the quotes has
+     * no escapes, so its characters map one to one */
+    quotes = n->style == CONF_STYLE_QUOTED ? 2 : 0;
+    if (n->end_column < n->column ||
+        n->end_column - n->column != utf8_chars(n->scalar, slen) + quotes)
+        return;
+    *column = n->column + (unsigned)(quotes / 2 + utf8_chars(n->scalar, base + offset));
+}
+
 /* ----------------------------------------------------------------- errors */
+
+/* A message is one line, but it may quote a value that holds control
+ * characters (a block scalar ends with a newline): they are written as
+ * escapes, "\n", "\t", "\r" or "\xHH", so the line stays a line and the
+ * user sees what the value really holds. Every message goes through here,
+ * the modules' included. Backslashes stay as they are: regexes are full of
+ * them. */
+static void escape_controls(const char *in, char *out, size_t cap)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    for (; *in && o + 5 < cap; in++) {
+        unsigned char c = (unsigned char)*in;
+        if (c >= 0x20 && c != 0x7f) {
+            out[o++] = (char)c;
+            continue;
+        }
+        out[o++] = '\\';
+        if (c == '\n' || c == '\t' || c == '\r') {
+            out[o++] = c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
+        } else {
+            out[o++] = 'x';
+            out[o++] = hex[c >> 4];
+            out[o++] = hex[c & 15];
+        }
+    }
+    out[o] = '\0';
+}
 
 static int pos_after(const conf_error_t *e, unsigned line, unsigned column)
 {
@@ -189,15 +269,16 @@ static int pos_after(const conf_error_t *e, unsigned line, unsigned column)
 int weir_conf_error(weir_conf_t *cf, const weir_node_t *n, const char *fmt, ...)
 {
     va_list ap;
-    char text[1024];
+    char raw[1024], text[2048];
     const char *file = n && n->file ? n->file : cf->file;
     unsigned line = n ? n->line : 0, column = n ? n->column : 0;
     conf_error_t *e, **at;
     int len;
 
     va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
+    vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
+    escape_controls(raw, text, sizeof(text));
 
     cf->nerrors++;
     e = arena_alloc(cf->arena, sizeof(*e));
@@ -218,17 +299,19 @@ int weir_conf_error(weir_conf_t *cf, const weir_node_t *n, const char *fmt, ...)
     e->line = line;
     e->column = column;
 
-    /* Scopes are read in a fixed order (limits before listeners, upstreams
-     * before routes), but users read errors top to bottom: keep the errors
-     * of one file in document order. Errors without a position go last. */
+    /* Stages run in a fixed order (structure, cross-checks, modules'
+     * conf_done), but users read errors top to bottom, as a compiler's:
+     * the errors of one file are kept sorted by line and column (equal
+     * positions in the order found), files in the order their first error
+     * came, and errors without a position after all the others. */
     if (!cf->errors_tail)
         cf->errors_tail = &cf->errors;
     at = &cf->errors;
     if (line) {
         while (*at) {
             conf_error_t *o = *at;
-            if (o->file && file && strcmp(o->file, file) == 0 &&
-                (o->line == 0 || pos_after(o, line, column)))
+            if (o->line == 0 ||
+                (o->file && file && strcmp(o->file, file) == 0 && pos_after(o, line, column)))
                 break;
             at = &o->next;
         }

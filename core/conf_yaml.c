@@ -263,6 +263,13 @@ static weir_node_t *parse_node(struct yreader *r, yaml_event_t *ev, int depth)
                      ev->start_mark);
         if (!n)
             goto oom;
+        n->end_line = (unsigned)ev->end_mark.line + 1;
+        n->end_column = (unsigned)ev->end_mark.column + 1;
+        n->style = plain ? CONF_STYLE_PLAIN
+                   : ev->data.scalar.style == YAML_SINGLE_QUOTED_SCALAR_STYLE ||
+                           ev->data.scalar.style == YAML_DOUBLE_QUOTED_SCALAR_STYLE
+                       ? CONF_STYLE_QUOTED
+                       : CONF_STYLE_OTHER;
         if (n->type == WEIR_NODE_SCALAR) {
             char *s = arena_strndup(r->cf->arena, text, len);
             if (!s)

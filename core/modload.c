@@ -320,6 +320,11 @@ int modload_run_conf_hook(weir_conf_t *cf, enum module_hook which)
         case HOOK_CONF_DONE:
             hook = MODULE_HAS(d, conf_done) ? d->conf_done : NULL;
             what = "conf_done";
+            if (hook && (cf->modules[i].init_failed ||
+                         (cf->nerrors && d->abi_minor < MODULE_MINOR_PARTIAL_CONF))) {
+                hook = NULL;
+                rc = -1;
+            }
             break;
         }
         if (!hook)
@@ -327,11 +332,22 @@ int modload_run_conf_hook(weir_conf_t *cf, enum module_hook which)
         unsigned before = cf->nerrors;
         if (hook(cf) != 0) {
             rc = -1;
-            /* a failure the operator cannot see would be worse than a vague one */
-            if (cf->nerrors == before)
-                weir_conf_error(cf, conf_modules_key(cf), "module '%s' failed in %s without saying why",
-                                d->name, what);
+            if (which == HOOK_CONF_INIT)
+                cf->modules[i].init_failed = 1;
+            /* a failure the operator cannot see would be worse than a vague
+             * one; after other errors it may be one of their consequences */
+            if (cf->nerrors == before && before == 0)
+                weir_conf_error(cf, conf_modules_key(cf),
+                                "module '%s' failed in %s without saying why", d->name, what);
         }
     }
     return rc;
+}
+
+int modload_all_at_least(const weir_conf_t *cf, unsigned minor)
+{
+    for (size_t i = 0; i < cf->nmodules; i++)
+        if (cf->modules[i].desc && cf->modules[i].desc->abi_minor < minor)
+            return 0;
+    return 1;
 }

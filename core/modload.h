@@ -17,6 +17,11 @@
 #define MODULE_HAS(d, field)                                                              \
     ((size_t)(d)->struct_size >= offsetof(weir_module_t, field) + sizeof((d)->field))
 
+/* The first minor whose conf_done runs on a config with errors elsewhere. */
+#define MODULE_MINOR_PARTIAL_CONF 6
+/* The first minor that can say it answers a route (weir_route_set_answered). */
+#define MODULE_MINOR_ANSWERS_ROUTES 6
+
 /* Bytes every descriptor has, whatever its minor: up to conf_size. */
 #define MODULE_FROZEN_SIZE offsetof(weir_module_t, conf_size)
 
@@ -45,9 +50,17 @@ const char *modload_known_balancer_owner(const char *name);
 
 /* Calls hook `which` of every module in modules: order (skipping modules whose
  * descriptor is too short to have the field). Every hook runs even after one
- * failed, so one run reports all errors; a hook that fails without recording
- * an error gets a generic one. Returns -1 if any hook failed. */
+ * failed, so one run reports all errors. conf_done runs on a config that has
+ * errors too, except for a module whose conf_init failed (its own setup is
+ * missing) and for a module built against an ABI older than 1.6, which was
+ * promised a config without errors there. A hook that fails without
+ * recording an error gets a generic one, unless the config already had
+ * errors (the failure may be their consequence). Returns 0 when every
+ * module's hook ran and succeeded, -1 when one failed or was left out. */
 enum module_hook { HOOK_CONF_INIT, HOOK_CONF_DONE };
 int modload_run_conf_hook(weir_conf_t *cf, enum module_hook which);
+
+/* Whether every loaded module was built against at least `minor`. */
+int modload_all_at_least(const weir_conf_t *cf, unsigned minor);
 
 #endif

@@ -7,6 +7,8 @@
  */
 #include "vars.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "arena.h"
@@ -44,7 +46,30 @@ struct compile {
     weir_template_t *t;
     char *lit;             /* literal bytes of the whole template, conf arena */
     size_t lit_pos, lit_start;
+    int failed;            /* an error was reported; compiling goes on to find the rest */
 };
+
+/* Reports a mistake at byte `at` of the text: at its own column where the
+ * scalar's layout allows (conf_text_pos), else at the scalar. */
+static void compile_error(struct compile *c, size_t at, const char *fmt, ...) WEIR_PRINTF(3, 4);
+static void compile_error(struct compile *c, size_t at, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    weir_node_t pos = {.type = WEIR_NODE_SCALAR};
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    c->failed = 1;
+    if (!c->node) {
+        weir_conf_error(c->cf, NULL, "%s", msg);
+        return;
+    }
+    pos.file = c->node->file;
+    conf_text_pos(c->node, c->text, at, &pos.line, &pos.column);
+    weir_conf_error(c->cf, &pos, "%s", msg);
+}
 
 static void flush_literal(struct compile *c)
 {
@@ -56,41 +81,71 @@ static void flush_literal(struct compile *c)
     c->lit_start = c->lit_pos;
 }
 
-static int add_capture(struct compile *c, unsigned n)
+static void add_capture(struct compile *c, unsigned n)
 {
     flush_literal(c);
     c->t->segs[c->t->nsegs++] = (struct seg){.type = SEG_CAP, .cap = n};
     c->t->ndyn++;
-    return 0;
 }
 
-static int add_variable(struct compile *c, const char *name, size_t len)
+/* The variable `name` (len bytes) written at byte `at` of the text. */
+static void add_variable(struct compile *c, size_t at, const char *name, size_t len)
 {
     const var_def_t *v = vars_find(c->cf, name, len);
     if (!v) {
         const char *hint = vars_suggest(c->cf, name, len);
         if (hint)
-            return weir_conf_error(c->cf, c->node,
-                                   "unknown variable '$%.*s' in '%s' (did you mean '$%s'?)",
-                                   (int)len, name, c->text, hint);
-        return weir_conf_error(c->cf, c->node, "unknown variable '$%.*s' in '%s'", (int)len, name,
-                               c->text);
+            compile_error(c, at, "unknown variable '$%.*s' in '%s' (did you mean '$%s'?)",
+                          (int)len, name, c->text, hint);
+        else
+            compile_error(c, at, "unknown variable '$%.*s' in '%s'", (int)len, name, c->text);
+        return;
     }
     weir_str_t suffix = {.data = "", .len = 0};
     if (v->flags & WEIR_VAR_PREFIX) {
         /* computed once here so the getter gets it ready-made per request */
         char *s = arena_alloc(c->cf->arena, len - v->len + 1);
-        if (!s)
-            return weir_conf_error(c->cf, c->node, "out of memory compiling '%s'", c->text);
+        if (!s) {
+            compile_error(c, at, "out of memory compiling '%s'", c->text);
+            return;
+        }
         vars_suffix(v, name, len, s);
         suffix = (weir_str_t){.data = s, .len = len - v->len};
     }
     flush_literal(c);
     c->t->segs[c->t->nsegs++] = (struct seg){.type = SEG_VAR, .text = suffix, .get = v->get};
     c->t->ndyn++;
-    return 0;
 }
 
+/* "${name}" at byte i; returns the byte after it. */
+static size_t braced_reference(struct compile *c, size_t i, size_t len)
+{
+    const char *name = c->text + i + 2;
+    const char *end = strchr(name, '}');
+    if (!end) {
+        compile_error(c, i, "unterminated '${' in '%s'", c->text);
+        return len; /* the rest is all inside the braces */
+    }
+    size_t nlen = (size_t)(end - name);
+    for (size_t k = 0; k < nlen; k++) {
+        if (!ident_char(name[k])) {
+            compile_error(c, i,
+                          "'${%.*s}' in '%s' is not a variable name (letters, digits and '_')",
+                          (int)nlen, name, c->text);
+            return i + nlen + 3;
+        }
+    }
+    if (nlen == 0)
+        compile_error(c, i, "empty '${}' in '%s'", c->text);
+    else if (nlen == 1 && name[0] >= '0' && name[0] <= '9')
+        add_capture(c, (unsigned)(name[0] - '0'));
+    else
+        add_variable(c, i, name, nlen);
+    return i + nlen + 3;
+}
+
+/* Every mistake of the text is reported, each at its own position, before
+ * the template is refused: one `weir -t` shows them all. */
 weir_template_t *weir_template_compile(weir_conf_t *cf, const weir_node_t *node, const char *text)
 {
     if (!text && node && node->type == WEIR_NODE_SCALAR)
@@ -128,48 +183,25 @@ weir_template_t *weir_template_compile(weir_conf_t *cf, const weir_node_t *node,
             add_capture(&c, (unsigned)(n - '0'));
             i += 2;
         } else if (n == '{') {
-            const char *name = text + i + 2;
-            const char *end = strchr(name, '}');
-            if (!end) {
-                weir_conf_error(cf, node, "unterminated '${' in '%s'", text);
-                return NULL;
-            }
-            size_t nlen = (size_t)(end - name);
-            for (size_t k = 0; k < nlen; k++) {
-                if (!ident_char(name[k])) {
-                    weir_conf_error(cf, node,
-                                    "'${%.*s}' in '%s' is not a variable name (letters, digits "
-                                    "and '_')",
-                                    (int)nlen, name, text);
-                    return NULL;
-                }
-            }
-            if (nlen == 0) {
-                weir_conf_error(cf, node, "empty '${}' in '%s'", text);
-                return NULL;
-            }
-            if (nlen == 1 && name[0] >= '0' && name[0] <= '9')
-                add_capture(&c, (unsigned)(name[0] - '0'));
-            else if (add_variable(&c, name, nlen) < 0)
-                return NULL;
-            i += nlen + 3;
+            i = braced_reference(&c, i, len);
         } else if (ident_char(n)) {
             /* like nginx, the name is the whole run of name characters;
              * "${host}name" separates a name from text that follows */
             size_t j = i + 1;
             while (j < len && ident_char(text[j]))
                 j++;
-            if (add_variable(&c, text + i + 1, j - i - 1) < 0)
-                return NULL;
+            add_variable(&c, i, text + i + 1, j - i - 1);
             i = j;
         } else {
-            weir_conf_error(cf, node,
-                            "'$' at offset %zu of '%s' is not followed by a variable name; write "
-                            "'$$' for a literal '$'",
-                            i, text);
-            return NULL;
+            compile_error(&c, i,
+                          "'$' at offset %zu of '%s' is not followed by a variable name; write "
+                          "'$$' for a literal '$'",
+                          i, text);
+            i++;
         }
     }
+    if (c.failed)
+        return NULL;
     flush_literal(&c);
     c.t->lit_len = c.lit_pos;
     return c.t;

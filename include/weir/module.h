@@ -59,6 +59,12 @@
  *   1.6  weir_route_set_answered: a module that answers a route itself
  *        (a redirect) says so at conf_done; a route with neither an
  *        upstream nor such a module is a config error.
+ *        conf_done runs on a config with errors elsewhere, so one `weir -t`
+ *        reports every mistake (see conf_done below); a module built for an
+ *        older minor keeps the old promise (conf_done only on an error-free
+ *        config). weir_template_compile reports every mistake of a text, each
+ *        at its own column where the scalar allows. Control characters in a
+ *        weir_conf_error message are written as escapes ("\n").
  */
 #ifndef WEIR_MODULE_H
 #define WEIR_MODULE_H
@@ -147,8 +153,10 @@ int weir_node_size(weir_conf_t *cf, const weir_node_t *n, uint64_t *out);
 
 /* Reports a config error at the node's position ("file:line:col: msg"), or
  * naming only the config file when node is NULL (1.1). Errors accumulate;
- * loading fails after every scope was read, so one run shows them all.
- * Always returns -1. */
+ * loading fails after every stage ran (conf_done included, 1.6), so one run
+ * shows them all, printed sorted by position. (1.6) A message is one line:
+ * control characters in it (a quoted block scalar's newline) are written as
+ * escapes, "\n", "\t", "\r", "\xHH". Always returns -1. */
 int weir_conf_error(weir_conf_t *cf, const weir_node_t *n, const char *fmt, ...)
     WEIR_PRINTF(3, 4);
 
@@ -532,7 +540,9 @@ typedef int (*weir_var_get_fn)(weir_request_t *r, weir_str_t suffix, weir_str_t 
 int weir_var_register(weir_conf_t *cf, const char *name, unsigned flags, weir_var_get_fn get);
 
 /* Compile text with "$name" and "${name}" references; unknown variables are a
- * config error at the node. "$$" is a literal '$'. For rewrite, "$1".."$9"
+ * config error at the node. (1.6) Every mistake of the text is reported,
+ * each at its own column when text is the node's scalar (or a piece of it)
+ * written on one line as it reads, else at the node. "$$" is a literal '$'. For rewrite, "$1".."$9"
  * refer to capture groups (see weir_template_render_captures). */
 weir_template_t *weir_template_compile(weir_conf_t *cf, const weir_node_t *node, const char *text);
 /* Render into the request arena. 0, or -1 when out of memory. */
@@ -677,7 +687,19 @@ struct weir_module {
     /* Before the config is read: register variables. */
     int (*conf_init)(weir_conf_t *cf);
     /* After every scope was read and defaults applied: compile, index,
-     * cross-check. The conf is read-only from here on. */
+     * cross-check. The conf is read-only from here on. (1.6) It runs even
+     * when errors were found elsewhere (another module's keys, the core's
+     * cross-checks), so it can report its own in the same run; the load
+     * fails afterwards. It must then cope with a partial config, which is
+     * well defined: a key whose value was refused is as if absent (its field
+     * zeroed, then the default or the inherited value, so a custom parser
+     * may leave half a value behind); a route's upstream may be NULL (an
+     * unknown name, reported); an upstream may have no servers; a listener
+     * may lack its address; peer health is not reserved (weir_peer_set_down
+     * does nothing). It is not run when this module's conf_init failed. A
+     * -1 without an error message is reported generically only on a config
+     * that had no other errors. It must not report what is only a
+     * consequence of an error elsewhere. */
     int (*conf_done)(weir_conf_t *cf);
     /* In each worker after fork, before accepting. */
     int (*worker_init)(const weir_conf_t *cf);

@@ -148,15 +148,19 @@ static int finish(weir_conf_t *cf, al_conf_t *c)
 {
     if (c->off)
         return 0;
+    /* errors in the format point at the format (each variable at its own
+     * column), or at access_log when the format is the default one; the
+     * format is checked as written, so messages quote it without the newline
+     * the line template adds */
+    const weir_node_t *at = c->format_node ? c->format_node : c->node;
+    if (!weir_template_compile(cf, at, c->format))
+        return -1;
     size_t n = strlen(c->format);
     char *text = weir_conf_alloc(cf, n + 2);
     if (!text)
         return weir_conf_error(cf, c->node, "access_log: out of memory");
     memcpy(text, c->format, n);
     text[n] = '\n';
-    /* errors in the format point at the format, or at access_log when the
-     * format is the default one */
-    const weir_node_t *at = c->format_node ? c->format_node : c->node;
     if (!(c->line = weir_template_compile(cf, at, text)))
         return -1;
     c->file = weir_logfile_open(cf, (c->has & HAS_PATH) ? c->node : at, c->path,
@@ -173,9 +177,9 @@ static int accesslog_conf_done(weir_conf_t *cf)
                           .buffer = DEFAULT_BUFFER,
                           .flush_ms = DEFAULT_FLUSH_MS};
     take_unset_from(top, &defaults);
-    if (finish(cf, top) < 0)
-        return -1;
-    int rc = 0;
+    /* the routes are checked even when the top level failed: one run shows
+     * every mistake */
+    int rc = finish(cf, top);
     for (size_t i = 0; i < weir_conf_route_count(cf); i++) {
         al_conf_t *c = weir_route_conf(weir_conf_route(cf, i), &weir_module);
         if (!c->node || c->node == top_node) {

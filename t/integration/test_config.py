@@ -278,3 +278,189 @@ def test_t_does_not_start_serving(tmp_path):
         assert s.connect_ex(("127.0.0.1", port)) != 0, "-t left something listening"
     finally:
         s.close()
+
+
+def error_lines(out, tmp_path):
+    """The positioned error lines of a run, as (line, col, text), in printed order."""
+    names = "|".join(re.escape(n) for n in ("weir.yaml", str(tmp_path / "weir.yaml")))
+    rx = re.compile(r"^(?:%s):(\d+):(\d+): (.*)$" % names)
+    return [(int(m.group(1)), int(m.group(2)), m.group(3))
+            for m in (rx.match(ln) for ln in out.splitlines()) if m]
+
+
+SIX_MISTAKES = [
+    "routes:",                                                          # 11
+    "  - path: /",                                                      # 12
+    "    upstream: apj",                                                # 13 unknown upstream
+    "    access_log: {path: stderr, format: \"$remote_addr $nosuch\"}",  # 14 unknown variable
+    "    response_headers:",                                            # 15
+    "      set:",                                                       # 16
+    "        X-A: \"$foo and $bar\"",                                   # 17 two unknown variables
+    "    rewrite: \"^/(a[ /b\"",                                        # 18 bad regex
+    "upstreams:",                                                       # 19
+    "  api:",                                                           # 20
+    "    servers: [127.0.0.1:9001]",                                    # 21
+    "    conect_timeout: 2s",                                           # 22 unknown key
+    "    read_timeout: 5x",                                             # 23 bad duration
+]
+
+
+def test_six_mistakes_of_every_stage_in_one_run(tmp_path):
+    """Parse errors, cross-checks (a route's upstream) and what modules check in
+    conf_done (an access_log format) come out of one `weir -t`, sorted by position
+    like a compiler's, each variable at its own column."""
+    lines = base(modules=()) + SIX_MISTAKES
+    lines[4] = "modules: [router, lb_roundrobin, headers, rewrite, accesslog]"
+    rc, out, err = check(tmp_path, "\n".join(lines) + "\n")
+    both = out + err
+
+    def col(lineno, needle):
+        return lines[lineno - 1].index(needle) + 1
+
+    want = [
+        (13, col(13, "apj"), "unknown upstream 'apj' in route 'route1' (did you mean 'api'?)"),
+        (14, col(14, "$nosuch"), "unknown variable '$nosuch' in '$remote_addr $nosuch'"),
+        (17, col(17, "$foo"), "unknown variable '$foo' in '$foo and $bar'"),
+        (17, col(17, "$bar"), "unknown variable '$bar' in '$foo and $bar'"),
+        (18, col(18, '"^/'), 'rewrite "^/(a[ /b": invalid regex: missing terminating ] for '
+                             'character class at offset 5'),
+        (22, 5, "unknown key 'conect_timeout' in upstream (did you mean 'connect_timeout'?)"),
+        (23, col(23, "5x"), "invalid duration '5x' for 'read_timeout' (expected a number with "
+                            "ms, s, m, h or d, e.g. 250ms, 2s)"),
+    ]
+    assert rc == 1, both
+    assert error_lines(err, tmp_path) == want, both
+    # nothing else but the verdict line
+    others = [ln for ln in err.splitlines() if ln and not ln.startswith("weir.yaml:")
+              and not ln.startswith(str(tmp_path))]
+    assert others == ["weir: configuration file weir.yaml test failed"], both
+
+
+def test_two_unknown_variables_in_one_template(tmp_path):
+    lines = base(modules=("router", "lb_roundrobin", "headers")) + [
+        "upstreams: {api: {servers: [127.0.0.1:9001]}}",        # 11
+        "routes:",                                               # 12
+        "  - path: /",                                           # 13
+        "    upstream: api",                                     # 14
+        "    request_headers:",                                  # 15
+        "      set: {X-B: $hots-$nope-$host}",                   # 16 plain scalar
+    ]
+    rc, out, err = check(tmp_path, "\n".join(lines) + "\n")
+    assert rc == 1, out + err
+    got = error_lines(err, tmp_path)
+    assert got == [
+        (16, lines[15].index("$hots") + 1,
+         "unknown variable '$hots' in '$hots-$nope-$host' (did you mean '$host'?)"),
+        (16, lines[15].index("$nope") + 1, "unknown variable '$nope' in '$hots-$nope-$host'"),
+    ], err
+
+
+def test_block_scalar_value_quoted_without_raw_newline(tmp_path):
+    lines = base() + [
+        "upstreams:",                                            # 11
+        "  api:",                                                # 12
+        "    servers: [127.0.0.1:9001]",                         # 13
+        "    read_timeout: |",                                   # 14
+        "      5s",                                              # 15
+        "routes: [{path: /, upstream: api}]",                    # 16
+    ]
+    rc, out, err = check(tmp_path, "\n".join(lines) + "\n")
+    assert rc == 1, out + err
+    # the value's newline shows as the two characters \n, inside one line
+    assert has_line(err, tmp_path, "14:19: invalid duration '5s\\n' for 'read_timeout' "
+                                   "(expected a number with ms, s, m, h or d, e.g. 250ms, 2s)"), err
+    for ln in err.splitlines():
+        assert ln.startswith(("weir.yaml:", str(tmp_path), "weir: configuration file")), \
+            "a stray line: %r in\n%s" % (ln, err)
+
+
+def test_no_cascade_after_an_unknown_or_refused_upstream(tmp_path):
+    lines = base() + [
+        "upstreams:",                                            # 11
+        "  api: [127.0.0.1:9001]",                               # 12 refused: not a mapping
+        "  web: {servers: [127.0.0.1:9002]}",                    # 13
+        "routes:",                                               # 14
+        "  - {path: /a/, upstream: api}",                        # 15 names the refused one
+        "  - {path: /b/, upstream: wbe}",                        # 16 unknown
+        "  - {path: /c/, upstream: wbe}",                        # 17 unknown again
+    ]
+    rc, out, err = check(tmp_path, "\n".join(lines) + "\n")
+    assert rc == 1, out + err
+    assert error_lines(err, tmp_path) == [
+        (12, 8, "upstream 'api' must be a mapping, got a list"),
+        (16, lines[15].index("wbe") + 1,
+         "unknown upstream 'wbe' in route 'route2' (did you mean 'web'?)"),
+        (17, lines[16].index("wbe") + 1,
+         "unknown upstream 'wbe' in route 'route3' (did you mean 'web'?)"),
+    ], err
+
+
+def _registered_variables():
+    """Every variable name the core and the modules register, from the source:
+    the tables in core/core_vars.c (registered and reserved) and in each module
+    file that calls weir_var_register. Prefix families end with '_'."""
+    names = set()
+    sources = [os.path.join(SOURCE_ROOT, "core", "core_vars.c")]
+    for d, _, files in os.walk(os.path.join(SOURCE_ROOT, "modules")):
+        sources += [os.path.join(d, f) for f in files if f.endswith(".c")]
+    for path in sources:
+        text = open(path).read()
+        if "weir_var_register" not in text and "vars_reserve" not in text:
+            continue
+        found = set(re.findall(r'\{"([a-z][a-z0-9_]*)",\s*(?:0|WEIR_VAR_PREFIX|v_)', text))
+        found |= set(re.findall(r'weir_var_register\(\s*cf,\s*"([a-z][a-z0-9_]*)"', text))
+        m = re.search(r"tls_vars\[\]\s*=\s*\{([^}]*)\}", text)
+        if m:
+            found |= set(re.findall(r'"([a-z][a-z0-9_]*)"', m.group(1)))
+        assert found, "%s registers variables this test cannot find: update it" % path
+        names |= found
+    return names
+
+
+def _readme_section(title):
+    text = open(os.path.join(SOURCE_ROOT, "README.md")).read()
+    m = re.search(r"^## %s\n(.*?)(?=^## )" % re.escape(title), text, re.M | re.S)
+    assert m, "README has no '## %s' section" % title
+    return m.group(1)
+
+
+def test_readme_lists_every_variable():
+    names = _registered_variables()
+    # the families and a few plain names, so a broken scan cannot pass empty
+    assert {"http_", "sent_http_", "cookie_", "arg_", "remote_addr", "ssl_protocol",
+            "ssl_client_serial", "proxy_add_x_forwarded_for"} <= names, sorted(names)
+    section = _readme_section("Variables")
+    rows = [ln for ln in section.splitlines() if ln.startswith("| `$")]
+    documented = set()
+    for row in rows:
+        first = row.split("|")[1]
+        for v in re.findall(r"`\$([a-z][a-z0-9_]*?)(NAME)?`", first):
+            documented.add(v[0])
+    missing = sorted(n for n in names if n not in documented)
+    assert not missing, "registered but not in README's Variables table: %s" % missing
+    stale = sorted(n for n in documented if n not in names)
+    assert not stale, "in README's Variables table but not registered: %s" % stale
+
+
+def test_readme_nginx_table_names_real_keys():
+    """Every key the "Coming from nginx" table gives as weir's is one the core or a
+    module reads (a string in their source), so the table invents none."""
+    source = ""
+    for top in ("core", "modules"):
+        for d, _, files in os.walk(os.path.join(SOURCE_ROOT, top)):
+            for f in files:
+                if f.endswith(".c"):
+                    source += open(os.path.join(d, f)).read()
+    literals = set(re.findall(r'"([a-z_][a-z0-9_]*)"', source))
+    rows = [ln for ln in _readme_section("Coming from nginx").splitlines()
+            if ln.startswith("| `") or ln.startswith("| not")]
+    assert len(rows) > 40, rows
+    keys = set()
+    for row in rows:
+        weir_col = row.split("|")[2]
+        for span in re.findall(r"`([^`]*)`", weir_col):
+            keys |= set(re.findall(r"(?<![\w$.])([a-z_][a-z0-9_]*):(?!/)", span))
+    assert {"workers", "listeners", "upstreams", "tls", "limits", "access_log"} <= keys, keys
+    names = {"api"}  # an upstream's name in an example, not a key
+    invented = sorted(k for k in keys - names if k not in literals)
+    assert not invented, "keys in the nginx table that nothing reads: %s" % invented

@@ -3,9 +3,10 @@ its README says: out of tree, against an installed weir, with nothing but
 `cc -shared -fPIC $(pkg-config --cflags weir-module) response_header.c -o response_header.so`.
 
 The build tree is installed into a temporary root with `meson install --destdir`,
-pkg-config is pointed at that root's weir-module.pc (PKG_CONFIG_SYSROOT_DIR), and
-the module source is copied out of the checkout, so the header it compiles
-against can only come from the install. The module is then loaded by the built
+pkg-config is pointed at that root's weir-module.pc with PKG_CONFIG_PATH alone (the
+.pc is relocatable: its paths are relative to its own directory, so no
+PKG_CONFIG_SYSROOT_DIR is needed), and the module source is copied out of the
+checkout, so the header it compiles against can only come from the install. The module is then loaded by the built
 weir from an absolute path in `modules:` and must put its templated header on
 proxied responses, per route, and report its config errors at file:line:col."""
 import os
@@ -74,7 +75,9 @@ def built(tmp_path_factory):
     assert len(pcs) == 1, "expected one installed weir-module.pc under %s, found %r" % (root, pcs)
     pcdir = os.path.dirname(pcs[0])
     assert os.path.basename(pcdir) == "pkgconfig", pcs
-    env = _clean_env(PKG_CONFIG_PATH=pcdir, PKG_CONFIG_LIBDIR=pcdir, PKG_CONFIG_SYSROOT_DIR=root)
+    # PKG_CONFIG_PATH only, as the README says (_clean_env drops any
+    # PKG_CONFIG_SYSROOT_DIR); LIBDIR keeps the system's .pc files out
+    env = _clean_env(PKG_CONFIG_PATH=pcdir, PKG_CONFIG_LIBDIR=pcdir)
 
     out = _run(["pkg-config", "--cflags", "weir-module"], env=env)
     assert out.returncode == 0, out.stderr
@@ -112,7 +115,33 @@ def built(tmp_path_factory):
     assert out.returncode == 0, out.stderr
     syms = [ln.split()[-1] for ln in out.stdout.splitlines() if ln.strip()]
     assert syms == ["weir_module"], syms
-    return {"root": root, "so": so, "src": src}
+    return {"root": root, "so": so, "src": src, "pc": pcs[0]}
+
+
+def test_pc_is_relocatable(built, tmp_path):
+    """The installed .pc holds no absolute path of the prefix: the same files
+    moved to another root give that root's include dir."""
+    root, pc = built["root"], built["pc"]
+    text = open(pc).read()
+    assert "${pcfiledir}" in text, text
+    assert not re.search(r"^\w+=/", text, re.M), "an absolute path in the .pc:\n" + text
+    moved = tmp_path / "moved"
+    rel_pc = os.path.relpath(pc, root)
+    inc = [d for d, _, files in os.walk(root) if "module.h" in files and d.endswith("weir")]
+    assert len(inc) == 1, inc
+    shutil.copytree(inc[0], moved / os.path.relpath(inc[0], root))
+    os.makedirs(os.path.dirname(moved / rel_pc))
+    shutil.copy(pc, moved / rel_pc)
+    pcdir = os.path.dirname(str(moved / rel_pc))
+    out = _run(["pkg-config", "--cflags", "weir-module"],
+               env=_clean_env(PKG_CONFIG_PATH=pcdir, PKG_CONFIG_LIBDIR=pcdir))
+    assert out.returncode == 0, out.stderr
+    incs = [f[2:] for f in shlex.split(out.stdout) if f.startswith("-I")]
+    assert len(incs) == 1 and _inside(incs[0], str(moved)), (incs, out.stdout)
+    assert os.path.isfile(os.path.join(incs[0], "weir", "module.h")), incs
+    out = _run(["pkg-config", "--variable=modulesdir", "weir-module"],
+               env=_clean_env(PKG_CONFIG_PATH=pcdir, PKG_CONFIG_LIBDIR=pcdir))
+    assert out.returncode == 0 and _inside(out.stdout.strip(), str(moved)), out.stdout
 
 
 def _modules(built):
@@ -201,8 +230,8 @@ def test_config_errors_at_file_line_col(weir, built, tmp_path):
         return "%s:%d:%d" % (conf, lineno, col)
 
     want = [
-        # the template compiler, at the value node
-        (pos(9, '"v $no_such_var"'), "no_such_var"),
+        # the template compiler, at the variable inside the value
+        (pos(9, '$no_such_var'), "unknown variable '$no_such_var'"),
         # the module's parser, at the offending nodes
         (pos(15, '"X Bad"'), "example_header: invalid character ' ' in header name 'X Bad'"),
         (pos(18, "valu"), "example_header: unknown key 'valu' (expected name or value)"),

@@ -332,7 +332,7 @@ def test_config_refusals_all_reported_with_positions(tmp_path):
         "request_headers:",                                     # 9
         "  set:",                                               # 10
         "    Connection: close",                                # 11  <- col 5
-        "    X-Host: \"$hots\"",                                # 12  <- col 13
+        "    X-Host: \"$hots\"",                                # 12  <- col 14 ($hots)
         "response_headers:",                                    # 13
         "  remove: [X-A, Transfer-Encoding]",                   # 14  <- col 17
         "routes:",                                              # 15
@@ -341,7 +341,7 @@ def test_config_refusals_all_reported_with_positions(tmp_path):
         "    request_headers:",                                 # 18
         "      add: {Host: other.test, \"Bad Name\": x}",       # 19  <- col 13, col 31
         "    response_headers:",                                # 20
-        "      set: {Content-Length: \"5\", X-V: \"$nosuchvar\"}",  # 21 <- col 13, col 39
+        "      set: {Content-Length: \"5\", X-V: \"$nosuchvar\"}",  # 21 <- col 13, col 40
     ]
     assert lines[10].index("Connection") == 4 and lines[11].index('"$hots"') == 12
     assert lines[13].index("Transfer-Encoding") == 16
@@ -353,7 +353,8 @@ def test_config_refusals_all_reported_with_positions(tmp_path):
         "11:5: request_headers.set: 'Connection' is a hop-by-hop header: weir removes it both "
         "ways and writes its own for each connection (keepalive is managed per side); header "
         "rules cannot set, add or remove it: delete this entry",
-        "12:13: unknown variable '$hots' in '$hots' (did you mean '$host'?)",
+        # a variable is reported at its own column, inside the quotes
+        "12:14: unknown variable '$hots' in '$hots' (did you mean '$host'?)",
         "14:17: response_headers.remove: 'Transfer-Encoding' is message framing: weir writes "
         "its own Content-Length or chunked framing for each side from the body it actually "
         "sends; header rules cannot set, add or remove it: delete this entry",
@@ -362,7 +363,7 @@ def test_config_refusals_all_reported_with_positions(tmp_path):
         "19:31: request_headers.add: 'Bad Name' is not a valid header name: ' ' at offset 3 "
         "is not a token character (RFC 9110 section 5.1: letters, digits and !#$%&'*+-.^_`|~)",
         "21:13: response_headers.set: 'Content-Length' is message framing",
-        "21:39: unknown variable '$nosuchvar' in '$nosuchvar'",
+        "21:40: unknown variable '$nosuchvar' in '$nosuchvar'",
     ]
     for tail in want:
         assert any(tail in ln and "weir.yaml:" in ln for ln in out.splitlines()), (tail, out)

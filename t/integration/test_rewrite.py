@@ -239,7 +239,8 @@ def test_capture_beyond_groups_and_other_rule_errors_all_reported(tmp_path):
                      'for a redirect use the redirect: key)'), out
     assert _has(out, '19:9: rewrite "^/a/(d) d/$1": the replacement must start with \'/\' (or '
                      'with a variable or capture that renders one)'), out
-    assert "20:9: unknown variable '$nosuchvar'" in out, out
+    # at the variable's own column inside the replacement
+    assert "20:19: unknown variable '$nosuchvar'" in out, out
     assert _has(out, '21:9: rewrite "^/a/((f) /x": invalid regex: missing closing parenthesis '
                      'at offset 8'), out
     assert _has(out, "23:24: redirect: status 303 is not a redirect status (301, 302, 307 or "

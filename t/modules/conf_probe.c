@@ -9,6 +9,7 @@
  * conf_test.c repeats the struct layouts below; keep them in step.
  */
 #include <stdint.h>
+#include <stdio.h>
 
 #include "weir/module.h"
 
@@ -23,6 +24,7 @@ struct probe_conf {
     int done;             /* set by conf_done */
     int balancers;        /* upstreams initialised by the balancer */
     int answer;           /* probe_answer: BOOL, route: conf_done marks it answered */
+    int report;           /* probe_report: BOOL, main: conf_done reports what it saw */
 };
 
 struct probe_listener {
@@ -59,6 +61,8 @@ static const weir_directive_t probe_directives[] = {
      .offset = offsetof(struct probe_conf, answer)},
     {.key = "probe_window", .scopes = WEIR_SCOPE_MAIN, .type = WEIR_DIRECTIVE_DURATION,
      .offset = offsetof(struct probe_conf, window), .default_value = "1m"},
+    {.key = "probe_report", .scopes = WEIR_SCOPE_MAIN, .type = WEIR_DIRECTIVE_BOOL,
+     .offset = offsetof(struct probe_conf, report)},
     {.key = "probe_buf", .scopes = WEIR_SCOPE_LISTENER, .type = WEIR_DIRECTIVE_SIZE,
      .offset = offsetof(struct probe_listener, buf), .default_value = "4k"},
     {.key = "probe_timeout", .scopes = WEIR_SCOPE_UPSTREAM, .type = WEIR_DIRECTIVE_DURATION,
@@ -91,18 +95,30 @@ static const weir_balancer_t probe_balancers[] = {
     {.name = NULL},
 };
 
+/* With probe_report, conf_done tells what it sees as an error without a
+ * position (so it comes last): the tests learn that it ran on a config with
+ * errors and which values a refused key left. */
 static int probe_conf_done(weir_conf_t *cf)
 {
     struct probe_conf *mc = weir_main_conf(cf, &weir_module);
+    char levels[128] = "";
+    size_t off = 0;
     mc->done = 1;
     for (size_t i = 0; i < weir_conf_route_count(cf); i++) {
         weir_route_t *rt = weir_conf_route(cf, i);
         struct probe_conf *rc = weir_route_conf(rt, &weir_module);
-        if (rc)
-            rc->done = 1;
-        if (rc && rc->answer)
+        if (!rc)
+            continue;
+        rc->done = 1;
+        if (rc->answer)
             weir_route_set_answered(rt);
+        int n = snprintf(levels + off, sizeof(levels) - off, " %ld", rc->level);
+        if (n > 0 && (size_t)n < sizeof(levels) - off)
+            off += (size_t)n;
     }
+    if (mc->report)
+        return weir_conf_error(cf, NULL, "conf_probe saw level %ld, window %llu, routes:%s",
+                               mc->level, (unsigned long long)mc->window, levels);
     return 0;
 }
 

@@ -123,7 +123,7 @@ static const struct bad {
     {"access_log: {path: x.log, flush: soon}\n",
      "weir.yaml:5:34: invalid duration 'soon'"},
     {"access_log: {format: '$status $nosuch'}\n",
-     "weir.yaml:5:22: unknown variable '$nosuch'"},
+     "weir.yaml:5:31: unknown variable '$nosuch'"},
     {"access_log: sometimes\n",
      "weir.yaml:5:13: access_log: expected a mapping {path, format, format_json, buffer, flush} "
      "or off\n"},

@@ -19,6 +19,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "arena.h"
 #include "conf.h"
 #include "vars.h"
 #include "weir_build.h"
@@ -34,6 +35,7 @@ struct probe_conf {
     int done;
     int balancers;
     int answer;
+    int report;
 };
 
 struct probe_listener {
@@ -529,16 +531,22 @@ END_TEST
 
 /* ---------------------------------------------------------- error forms */
 
-static const struct {
+/* A config and exactly what loading it prints. */
+struct error_case {
     const char *name;
     const char *yaml;
     const char *errors;
-} error_cases[] = {
+};
+
+static const struct error_case error_cases[] = {
     {"unknown key with did-you-mean",
      LISTENER
      "routes:\n"
      "  - name: api\n"
      "    rewite: \"^/v1/(.*)$ /$1\"\n",
+     /* the misspelt key answers nothing either: both in one run */
+     "weir.yaml:3:5: route 'api' has no upstream and no module answers it: add `upstream: "
+     "NAME`, or a `redirect:` (module rewrite)\n"
      "weir.yaml:4:5: unknown key 'rewite' in route (did you mean 'rewrite'?)\n"},
     {"unknown key without suggestion",
      LISTENER "frobnicate: 1\n",
@@ -670,8 +678,9 @@ static const struct {
      LISTENER PROBE "probe_items: 3\n",
      "weir.yaml:3:14: expected a list for 'probe_items'\n"},
     {"duplicate route name",
-     LISTENER "routes:\n  - name: a\n  - name: a\n",
-     "weir.yaml:4:5: duplicate route name 'a' (first at line 3)\n"},
+     LISTENER PROBE "routes:\n  - name: a\n    probe_answer: true\n  - name: a\n"
+     "    probe_answer: true\n",
+     "weir.yaml:6:5: duplicate route name 'a' (first at line 4)\n"},
     {"multiple errors in one run, in document order",
      "workers: 0\n"
      "limits:\n"
@@ -697,22 +706,185 @@ static const struct {
      "weir.yaml:13:15: unknown upstream 'nope' in route 'route1'\n"},
 };
 
-START_TEST(test_error_forms)
+/* One run reports every mistake, each at its own position, in file order,
+ * and nothing that is only a consequence of another one. */
+static const struct error_case one_run_cases[] = {
+    {"every unknown variable of a template, each at its column (double quotes)",
+     LISTENER PROBE
+     "routes:\n"
+     "  - probe_tpl: \"$nosuch and ${other} for $host\"\n"
+     "    probe_answer: true\n",
+     "weir.yaml:4:17: unknown variable '$nosuch' in '$nosuch and ${other} for $host'\n"
+     "weir.yaml:4:29: unknown variable '$other' in '$nosuch and ${other} for $host'\n"},
+    {"a plain scalar: columns from its first character",
+     LISTENER PROBE
+     "routes:\n"
+     "  - probe_tpl: x $a $hots\n"
+     "    probe_answer: true\n",
+     "weir.yaml:4:18: unknown variable '$a' in 'x $a $hots'\n"
+     "weir.yaml:4:21: unknown variable '$hots' in 'x $a $hots' (did you mean '$host'?)\n"},
+    {"single quotes with a doubled quote: the scalar's position",
+     LISTENER PROBE
+     "routes:\n"
+     "  - probe_tpl: 'it''s $a'\n"
+     "    probe_answer: true\n",
+     "weir.yaml:4:16: unknown variable '$a' in 'it's $a'\n"},
+    {"a block scalar: the scalar's position, and the newline quoted as an escape",
+     LISTENER PROBE
+     "routes:\n"
+     "  - probe_tpl: |\n"
+     "      $a\n"
+     "      $b\n"
+     "    probe_answer: true\n",
+     "weir.yaml:4:16: unknown variable '$a' in '$a\\n$b\\n'\n"
+     "weir.yaml:4:16: unknown variable '$b' in '$a\\n$b\\n'\n"},
+    {"template syntax errors do not stop the rest",
+     LISTENER PROBE
+     "routes:\n"
+     "  - probe_tpl: \"$ ${x-y} ${} $zz\"\n"
+     "    probe_answer: true\n",
+     "weir.yaml:4:17: '$' at offset 0 of '$ ${x-y} ${} $zz' is not followed by a variable "
+     "name; write '$$' for a literal '$'\n"
+     "weir.yaml:4:19: '${x-y}' in '$ ${x-y} ${} $zz' is not a variable name (letters, "
+     "digits and '_')\n"
+     "weir.yaml:4:26: empty '${}' in '$ ${x-y} ${} $zz'\n"
+     "weir.yaml:4:30: unknown variable '$zz' in '$ ${x-y} ${} $zz'\n"},
+    {"a block scalar's value is quoted with its newline escaped",
+     LISTENER
+     "limits:\n"
+     "  send_timeout: |\n"
+     "    5s\n",
+     "weir.yaml:3:17: invalid duration '5s\\n' for 'send_timeout' (expected a number with ms, "
+     "s, m, h or d, e.g. 250ms, 2s)\n"},
+    {"a route naming a refused upstream: no unknown upstream on top",
+     LISTENER PROBE
+     "upstreams:\n"
+     "  api: [127.0.0.1:1]\n"
+     "routes:\n"
+     "  - upstream: api\n"
+     "  - upstream: apj\n",
+     "weir.yaml:4:8: upstream 'api' must be a mapping, got a list\n"
+     "weir.yaml:7:15: unknown upstream 'apj' in route 'route2' (did you mean 'api'?)\n"},
+    {"upstreams refused as a whole: routes say nothing",
+     LISTENER PROBE
+     "upstreams: [api]\n"
+     "routes:\n"
+     "  - upstream: api\n",
+     "weir.yaml:3:12: expected a mapping for 'upstreams', got a list\n"},
+    {"a refused balancer value is not resolved again",
+     LISTENER
+     "upstreams:\n"
+     "  api: {servers: [127.0.0.1:1], balancer: [a]}\n",
+     "weir.yaml:3:43: expected a string for 'balancer', got a list\n"},
+    {"listeners refused: no 'no listeners configured'",
+     "listeners: {address: 127.0.0.1:8080}\n",
+     "weir.yaml:1:12: expected a list for 'listeners', got a mapping\n"},
+    {"a listener entry refused: no 'no listeners configured'",
+     "listeners: [127.0.0.1:8080]\n",
+     "weir.yaml:1:13: each entry of 'listeners' must be a mapping, got a scalar\n"},
+    {"conf_done runs on a config with errors and sees defaults for refused values",
+     LISTENER PROBE
+     "probe_report: on\n"
+     "probe_level: 11\n"
+     "probe_window: soon\n"
+     "routes:\n"
+     "  - probe_level: 0\n"
+     "  - probe_level: 7\n"
+     "  - {}\n",
+     "weir.yaml:4:14: value 11 for 'probe_level' is out of range (expected 1..10)\n"
+     "weir.yaml:5:15: invalid duration 'soon' for 'probe_window' (expected a number with ms, "
+     "s, m, h or d, e.g. 250ms, 2s)\n"
+     "weir.yaml:7:18: value 0 for 'probe_level' is out of range (expected 1..10)\n"
+     "weir.yaml: conf_probe saw level 3, window 60000, routes: 3 7 3\n"},
+    {"a module of an older minor: conf_done on an error-free config",
+     LISTENER "modules: [done_old]\n",
+     "weir.yaml: done_old: conf_done ran\n"},
+    {"a module of an older minor: no conf_done on a config with errors",
+     LISTENER "modules: [done_old]\nworker: 1\n",
+     "weir.yaml:3:1: unknown key 'worker' in top level (did you mean 'workers'?)\n"},
+    {"no conf_done for a module whose conf_init failed",
+     LISTENER "modules: [init_fails]\n",
+     "weir.yaml: init_fails: conf_init failed\n"},
+};
+
+/* Every case runs, so one run shows every mismatch. */
+static int failing_cases(const struct error_case *cases, size_t n)
 {
     int bad = 0;
 
     enter_tmpdir();
-    /* every case runs, so one run shows every mismatch */
-    for (size_t i = 0; i < sizeof(error_cases) / sizeof(error_cases[0]); i++) {
+    for (size_t i = 0; i < n; i++) {
         char err[8192];
-        weir_conf_t *cf = load(error_cases[i].yaml, err, sizeof(err));
-        if (cf == NULL && strcmp(err, error_cases[i].errors) == 0)
+        weir_conf_t *cf = load(cases[i].yaml, err, sizeof(err));
+        if (cf == NULL && strcmp(err, cases[i].errors) == 0)
             continue;
-        fprintf(stderr, "%s:\n got: %s want: %s\n", error_cases[i].name,
-                cf ? "(loaded)\n" : err, error_cases[i].errors);
+        fprintf(stderr, "%s:\n got: %s want: %s\n", cases[i].name, cf ? "(loaded)\n" : err,
+                cases[i].errors);
         bad++;
     }
-    ck_assert_int_eq(bad, 0);
+    return bad;
+}
+
+START_TEST(test_one_run_reports_all)
+{
+    ck_assert_int_eq(failing_cases(one_run_cases, sizeof(one_run_cases) / sizeof(one_run_cases[0])),
+                     0);
+}
+END_TEST
+
+/* A message is one line whatever the value it quotes holds. */
+START_TEST(test_message_escapes)
+{
+    weir_conf_t c = {.file = "weir.yaml"};
+    struct weir_node at = {.type = WEIR_NODE_SCALAR, .file = "weir.yaml", .line = 2, .column = 7};
+    c.arena = arena_new(4096, 0);
+    ck_assert_ptr_nonnull(c.arena);
+    c.errors_tail = &c.errors;
+    ck_assert_int_eq(weir_conf_error(&c, &at, "bad '%s'", "a\tb\r\nc\x01\x7f\\d\xc3\xa9"), -1);
+    ck_assert_str_eq(c.errors->msg, "weir.yaml:2:7: bad 'a\\tb\\r\\nc\\x01\\x7f\\d\xc3\xa9'");
+    arena_free(c.arena);
+}
+END_TEST
+
+/* Errors read like a compiler's whatever order the stages found them in. */
+START_TEST(test_error_order)
+{
+    weir_conf_t c = {.file = "weir.yaml"};
+    struct weir_node at[] = {
+        {.file = "inc.yaml", .line = 4, .column = 3},
+        {.file = "weir.yaml", .line = 9, .column = 5},
+        {.file = "weir.yaml", .line = 2, .column = 7},
+        {.file = "weir.yaml", .line = 9, .column = 1},
+        {.file = "inc.yaml", .line = 1, .column = 1},
+        {.file = "weir.yaml", .line = 9, .column = 5},
+    };
+    static const char *const want[] = {
+        "inc.yaml:1:1: e4", "inc.yaml:4:3: e0", "weir.yaml:2:7: e2", "weir.yaml:9:1: e3",
+        "weir.yaml:9:5: e1", "weir.yaml:9:5: e5", "weir.yaml: first without a position",
+        "weir.yaml: second without a position",
+    };
+    size_t i = 0;
+    c.arena = arena_new(4096, 0);
+    ck_assert_ptr_nonnull(c.arena);
+    c.errors_tail = &c.errors;
+    weir_conf_error(&c, NULL, "first without a position");
+    for (size_t k = 0; k < sizeof(at) / sizeof(at[0]); k++) {
+        weir_conf_error(&c, &at[k], "e%zu", k);
+        if (k == 2)
+            weir_conf_error(&c, NULL, "second without a position");
+    }
+    for (const conf_error_t *e = c.errors; e; e = e->next, i++) {
+        ck_assert_uint_lt(i, sizeof(want) / sizeof(want[0]));
+        ck_assert_str_eq(e->msg, want[i]);
+    }
+    ck_assert_uint_eq(i, sizeof(want) / sizeof(want[0]));
+    arena_free(c.arena);
+}
+END_TEST
+
+START_TEST(test_error_forms)
+{
+    ck_assert_int_eq(failing_cases(error_cases, sizeof(error_cases) / sizeof(error_cases[0])), 0);
 }
 END_TEST
 
@@ -867,7 +1039,8 @@ START_TEST(test_module_errors)
                   "probe_flag: sometimes\n"
                   "routes:\n"
                   "  - probe_level: 0\n"
-                  "    probe_lable: x\n",
+                  "    probe_lable: x\n"
+                  "    probe_answer: true\n",
                   "weir.yaml:3:13: invalid boolean 'sometimes' for 'probe_flag' (expected true "
                   "or false)\n"
                   "weir.yaml:5:18: value 0 for 'probe_level' is out of range (expected 1..10)\n"
@@ -971,6 +1144,9 @@ static Suite *conf_suite(void)
     tcase_add_test(tc, test_full_config);
     tcase_add_test(tc, test_node_api);
     tcase_add_test(tc, test_error_forms);
+    tcase_add_test(tc, test_one_run_reports_all);
+    tcase_add_test(tc, test_message_escapes);
+    tcase_add_test(tc, test_error_order);
     tcase_add_test(tc, test_unreadable_file);
     tcase_add_test(tc, test_error_page_missing);
     tcase_add_test(tc, test_include);

@@ -405,9 +405,9 @@ static const struct ecase {
      "weir.yaml:3:5: h.add: 'Keep_Alive' spells Keep-Alive with '_', which weir never forwards "
      "(some servers read '_' as '-'); delete this entry"},
     {"h:\n  set:\n    X-A: \"$hots\"\n", HEADER_SIDE_REQUEST,
-     "weir.yaml:3:10: unknown variable '$hots' in '$hots' (did you mean '$host'?)"},
+     "weir.yaml:3:11: unknown variable '$hots' in '$hots' (did you mean '$host'?)"},
     {"h:\n  add:\n    X-A: [ok, \"$http_x_a $nosuchvariable\"]\n", HEADER_SIDE_RESPONSE,
-     "weir.yaml:3:15: unknown variable '$nosuchvariable' in '$http_x_a $nosuchvariable'"},
+     "weir.yaml:3:26: unknown variable '$nosuchvariable' in '$http_x_a $nosuchvariable'"},
     {"h:\n  set:\n    X-A: \"a\\r\\nX-B: 1\"\n", HEADER_SIDE_REQUEST,
      "weir.yaml:3:10: h.set: value of 'X-A': control character 0x0d at offset 1: a header value "
      "is one line of visible text (CR, LF and other control characters are refused)"},
@@ -465,7 +465,7 @@ START_TEST(test_parse_errors_accumulate)
     const conf_error_t *e;
     static const char *const want[] = {
         "weir.yaml:3:5: h.set: 'Connection'",
-        "weir.yaml:4:10: unknown variable '$nope'",
+        "weir.yaml:4:11: unknown variable '$nope'",
         "weir.yaml:6:12: h.remove: 'Content-Length'",
         "weir.yaml:7:3: h: unknown key 'bogus'",
     };

@@ -206,6 +206,85 @@ START_TEST(test_error)
 }
 END_TEST
 
+/* Every mistake of a text is reported, not only the first. */
+START_TEST(test_errors_all_reported)
+{
+    static const char *const want[] = {
+        "weir.yaml:3:12: unknown variable '$foo' in '$foo ${a-b} $ $bar'",
+        "weir.yaml:3:12: '${a-b}' in '$foo ${a-b} $ $bar' is not a variable name (letters, "
+        "digits and '_')",
+        "weir.yaml:3:12: '$' at offset 12 of '$foo ${a-b} $ $bar' is not followed by a variable "
+        "name; write '$$' for a literal '$'",
+        "weir.yaml:3:12: unknown variable '$bar' in '$foo ${a-b} $ $bar'",
+    };
+    size_t i = 0;
+    ck_assert_ptr_null(weir_template_compile(cf, &node, "$foo ${a-b} $ $bar"));
+    for (const conf_error_t *e = cf->errors; e; e = e->next, i++) {
+        ck_assert_uint_lt(i, sizeof(want) / sizeof(want[0]));
+        ck_assert_str_eq(e->msg, want[i]);
+    }
+    ck_assert_uint_eq(i, sizeof(want) / sizeof(want[0]));
+}
+END_TEST
+
+/* Where a scalar sits on one line as written, a variable is reported at
+ * its own column; otherwise at the scalar. */
+static const struct poscase {
+    int style;
+    const char *scalar;
+    unsigned width;     /* end_column - column: the scalar's width in the file */
+    size_t piece;       /* compile scalar + piece (a pointer into it) */
+    int copy;           /* compile a copy of that piece instead */
+    unsigned column[2]; /* of the two unknown variables */
+} positions[] = {
+    {CONF_STYLE_PLAIN, "$aa x $bb", 9, 0, 0, {12, 18}},
+    {CONF_STYLE_QUOTED, "$aa x $bb", 11, 0, 0, {13, 19}},
+    /* a quoted scalar with escapes is wider than its text: no column inside */
+    {CONF_STYLE_QUOTED, "$aa\t$bb", 10, 0, 0, {12, 12}},
+    /* block scalars and nodes not read from a file */
+    {CONF_STYLE_OTHER, "$aa x $bb", 9, 0, 0, {12, 12}},
+    /* columns count characters: "\xc3\xa9" is one */
+    {CONF_STYLE_PLAIN, "\xc3\xa9 $aa $bb", 9, 0, 0, {14, 18}},
+    /* a piece of the scalar, by pointer and as a copy found once in it */
+    {CONF_STYLE_PLAIN, "^/(.*) /$aa/$bb", 15, 7, 0, {20, 24}},
+    {CONF_STYLE_PLAIN, "^/(.*) /$aa/$bb", 15, 7, 1, {20, 24}},
+    /* a copy found twice cannot be placed */
+    {CONF_STYLE_PLAIN, "$aa$bb $aa$bb", 13, 7, 1, {12, 12}},
+};
+
+START_TEST(test_error_columns)
+{
+    const struct poscase *c = &positions[_i];
+    struct weir_node n = node;
+    n.scalar = c->scalar;
+    n.style = c->style;
+    n.end_line = n.line;
+    n.end_column = n.column + c->width;
+    const char *text = c->scalar + c->piece;
+    char copy[64];
+    if (c->copy) {
+        snprintf(copy, sizeof(copy), "%s", text);
+        text = copy;
+    }
+    ck_assert_ptr_null(weir_template_compile(cf, &n, text));
+    ck_assert_uint_eq(cf->nerrors, 2);
+    ck_assert_uint_eq(cf->errors->line, 3);
+    ck_assert_uint_eq(cf->errors->column, c->column[0]);
+    ck_assert_ptr_nonnull(strstr(cf->errors->msg, "'$aa'"));
+    ck_assert_uint_eq(cf->errors->next->column, c->column[1]);
+    ck_assert_ptr_nonnull(strstr(cf->errors->next->msg, "'$bb'"));
+
+    /* spread over two lines: the scalar's position */
+    cf->errors = NULL;
+    cf->errors_tail = &cf->errors;
+    cf->nerrors = 0;
+    n.end_line = n.line + 1;
+    ck_assert_ptr_null(weir_template_compile(cf, &n, text));
+    ck_assert_uint_eq(cf->errors->column, 12);
+    ck_assert_uint_eq(cf->errors->next->column, 12);
+}
+END_TEST
+
 START_TEST(test_captures)
 {
     /* "^/(v1)/([a-z]+)/(x)?(.*)$" against "/v1/abc/def": group 3 unset */
@@ -378,6 +457,8 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_loop_test(tc, test_render, 0, (int)(sizeof(renders) / sizeof(renders[0])));
     tcase_add_loop_test(tc, test_error, 0, (int)(sizeof(errors) / sizeof(errors[0])));
+    tcase_add_test(tc, test_errors_all_reported);
+    tcase_add_loop_test(tc, test_error_columns, 0, (int)(sizeof(positions) / sizeof(positions[0])));
     tcase_add_test(tc, test_captures);
     tcase_add_test(tc, test_render_ex);
     tcase_add_test(tc, test_render_json_bytes);
