@@ -11,7 +11,7 @@
 #include "conf.h"
 #include "metrics.h"
 
-static weir_conf_t *conf_new(const weir_conf_t *previous)
+static weir_conf_t *conf_plain(const weir_conf_t *previous)
 {
     weir_conf_t *cf = calloc(1, sizeof(*cf));
     ck_assert_ptr_nonnull(cf);
@@ -20,8 +20,21 @@ static weir_conf_t *conf_new(const weir_conf_t *previous)
     cf->file = "weir.yaml";
     cf->errors_tail = &cf->errors;
     cf->previous = previous;
+    return cf;
+}
+
+static weir_conf_t *conf_new(const weir_conf_t *previous)
+{
+    weir_conf_t *cf = conf_plain(previous);
     ck_assert_int_eq(weir_metrics_enable(cf), 0);
     return cf;
+}
+
+/* A family with one label. */
+static weir_metric_t *family1(weir_conf_t *cf, const char *name, weir_metric_kind_t kind,
+                              const char *help, const char *label)
+{
+    return weir_metric_new(cf, name, kind, help, (const char *const[]){label, NULL}, NULL);
 }
 
 static void conf_del(weir_conf_t *cf)
@@ -76,8 +89,7 @@ START_TEST(test_histogram_and_gauge)
     weir_conf_t *cf = conf_new(NULL);
     const double buckets[] = {0.1, 1, INFINITY};
     weir_metric_t *h = weir_metric_new(cf, "t_seconds", WEIR_METRIC_HISTOGRAM, "h", NULL, buckets);
-    weir_metric_t *g = weir_metric_new(cf, "t_open", WEIR_METRIC_GAUGE, "g",
-                                       (const char *const[]){"l", NULL}, NULL);
+    weir_metric_t *g = family1(cf, "t_open", WEIR_METRIC_GAUGE, "g", "l");
     ck_assert_int_eq(weir_metric_series(cf, h, NULL), 0);
     ck_assert_int_eq(weir_metric_series(cf, g, (const char *const[]){"x"}), 0);
     bind_all(cf, 64);
@@ -127,8 +139,7 @@ END_TEST
 START_TEST(test_same_identity_same_slot_across_reload)
 {
     weir_conf_t *old = conf_new(NULL);
-    weir_metric_t *m = weir_metric_new(old, "t_total", WEIR_METRIC_COUNTER, "c",
-                                       (const char *const[]){"route", NULL}, NULL);
+    weir_metric_t *m = family1(old, "t_total", WEIR_METRIC_COUNTER, "c", "route");
     int kept = weir_metric_series(old, m, (const char *const[]){"kept"});
     int gone = weir_metric_series(old, m, (const char *const[]){"gone"});
     bind_all(old, 64);
@@ -136,8 +147,7 @@ START_TEST(test_same_identity_same_slot_across_reload)
     weir_metric_add(m, gone, 2);
 
     weir_conf_t *cf = conf_new(old);
-    weir_metric_t *m2 = weir_metric_new(cf, "t_total", WEIR_METRIC_COUNTER, "c",
-                                        (const char *const[]){"route", NULL}, NULL);
+    weir_metric_t *m2 = family1(cf, "t_total", WEIR_METRIC_COUNTER, "c", "route");
     int fresh = weir_metric_series(cf, m2, (const char *const[]){"new"});
     int kept2 = weir_metric_series(cf, m2, (const char *const[]){"kept"});
     bind_all(cf, 64);
@@ -152,8 +162,7 @@ START_TEST(test_same_identity_same_slot_across_reload)
 
     /* a different size is a different table: everything from zero */
     weir_conf_t *big = conf_new(cf);
-    weir_metric_t *m3 = weir_metric_new(big, "t_total", WEIR_METRIC_COUNTER, "c",
-                                        (const char *const[]){"route", NULL}, NULL);
+    weir_metric_t *m3 = family1(big, "t_total", WEIR_METRIC_COUNTER, "c", "route");
     weir_metric_series(big, m3, (const char *const[]){"kept"});
     bind_all(big, 128);
     text = render(big);
@@ -169,14 +178,12 @@ END_TEST
 START_TEST(test_changed_family_starts_fresh)
 {
     weir_conf_t *old = conf_new(NULL);
-    weir_metric_t *m = weir_metric_new(old, "t_x", WEIR_METRIC_GAUGE, "g",
-                                       (const char *const[]){"a", NULL}, NULL);
+    weir_metric_t *m = family1(old, "t_x", WEIR_METRIC_GAUGE, "g", "a");
     weir_metric_series(old, m, (const char *const[]){"v"});
     bind_all(old, 64);
     weir_metric_gauge_add(m, 0, 9);
     weir_conf_t *cf = conf_new(old);
-    weir_metric_t *m2 = weir_metric_new(cf, "t_x", WEIR_METRIC_GAUGE, "g",
-                                        (const char *const[]){"b", NULL}, NULL);
+    weir_metric_t *m2 = family1(cf, "t_x", WEIR_METRIC_GAUGE, "g", "b");
     weir_metric_series(cf, m2, (const char *const[]){"v"});
     bind_all(cf, 64);
     char *text = render(cf);
@@ -190,8 +197,7 @@ END_TEST
 START_TEST(test_table_full_claims_nothing)
 {
     weir_conf_t *old = conf_new(NULL);
-    weir_metric_t *m = weir_metric_new(old, "t_total", WEIR_METRIC_COUNTER, "c",
-                                       (const char *const[]){"i", NULL}, NULL);
+    weir_metric_t *m = family1(old, "t_total", WEIR_METRIC_COUNTER, "c", "i");
     char name[16];
     for (int i = 0; i < 60; i++) {
         snprintf(name, sizeof(name), "%d", i);
@@ -202,8 +208,7 @@ START_TEST(test_table_full_claims_nothing)
 
     /* 10 more than the 4 free: refused, naming the key */
     weir_conf_t *cf = conf_new(old);
-    weir_metric_t *m2 = weir_metric_new(cf, "t_total", WEIR_METRIC_COUNTER, "c",
-                                        (const char *const[]){"i", NULL}, NULL);
+    weir_metric_t *m2 = family1(cf, "t_total", WEIR_METRIC_COUNTER, "c", "i");
     for (int i = 0; i < 70; i++) {
         snprintf(name, sizeof(name), "%d", i);
         weir_metric_series(cf, m2, (const char *const[]){name});
@@ -217,8 +222,7 @@ START_TEST(test_table_full_claims_nothing)
 
     /* nothing was claimed: 4 new series still fit, and counts went on */
     cf = conf_new(old);
-    m2 = weir_metric_new(cf, "t_total", WEIR_METRIC_COUNTER, "c",
-                         (const char *const[]){"i", NULL}, NULL);
+    m2 = family1(cf, "t_total", WEIR_METRIC_COUNTER, "c", "i");
     for (int i = 0; i < 64; i++) {
         snprintf(name, sizeof(name), "%d", i);
         weir_metric_series(cf, m2, (const char *const[]){name});
@@ -235,10 +239,7 @@ END_TEST
 
 START_TEST(test_disabled_costs_nothing)
 {
-    weir_conf_t *cf = calloc(1, sizeof(*cf));
-    cf->arena = arena_new(4096, 0);
-    cf->file = "weir.yaml";
-    cf->errors_tail = &cf->errors;
+    weir_conf_t *cf = conf_plain(NULL);
     weir_metric_t *m = weir_metric_new(cf, "t_total", WEIR_METRIC_COUNTER, "c", NULL, NULL);
     ck_assert_ptr_nonnull(m);
     ck_assert_int_eq(weir_metric_series(cf, m, NULL), 0);
@@ -277,8 +278,7 @@ static int64_t seven(const void *arg)
 START_TEST(test_computed_series)
 {
     weir_conf_t *cf = conf_new(NULL);
-    weir_metric_t *m = weir_metric_new(cf, "t_up", WEIR_METRIC_GAUGE, "u",
-                                       (const char *const[]){"s", NULL}, NULL);
+    weir_metric_t *m = family1(cf, "t_up", WEIR_METRIC_GAUGE, "u", "s");
     ck_assert_int_eq(metrics_series_fn(cf, m, (const char *const[]){"a"}, seven, NULL), 0);
     ck_assert_int_eq(weir_metric_series(cf, m, (const char *const[]){"b"}), -1); /* mixed */
     bind_all(cf, 64);
