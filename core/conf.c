@@ -35,6 +35,8 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "metrics.h"
+#include "metrics_core.h"
 #include "modload.h"
 #include "phase.h"
 #include "vars.h"
@@ -644,6 +646,17 @@ fail:
     return -1;
 }
 
+static int top_metrics_max_series(struct loader *L, void *obj, const weir_node_t *v)
+{
+    long n;
+    (void)obj;
+    if (weir_node_int(L->cf, v, METRICS_MAX_SERIES_MIN, METRICS_MAX_SERIES_MAX, &n) < 0)
+        return -1;
+    L->cf->metrics_max_series = (uint64_t)n;
+    L->cf->metrics_max_series_node = v;
+    return 0;
+}
+
 static int top_limits(struct loader *L, void *obj, const weir_node_t *v)
 {
     (void)obj;
@@ -685,6 +698,7 @@ static const struct core_key top_keys[] = {
     {"upstreams", top_upstreams},
     {"routes", top_routes},
     {"error_page", top_error_page},
+    {"metrics_max_series", top_metrics_max_series},
     {NULL, NULL},
 };
 
@@ -1225,7 +1239,8 @@ static void check_answered_routes(weir_conf_t *cf)
         if (!rt->upstream && !rt->answered && !weir_node_get(rt->node, "upstream"))
             weir_conf_error(cf, rt->node,
                             "route '%s' has no upstream and no module answers it: add "
-                            "`upstream: NAME`, or a `redirect:` (module rewrite)",
+                            "`upstream: NAME`, a `redirect:` (module rewrite) or `metrics: "
+                            "true` (module metrics)",
                             rt->name);
     }
 }
@@ -1344,6 +1359,7 @@ weir_conf_t *conf_load(const conf_options_t *opt)
     cf->error_log = "stderr";
     cf->error_log_level = WEIR_LOG_INFO;
     cf->limits = default_limits;
+    cf->metrics_max_series = METRICS_MAX_SERIES_DEFAULT;
 
     root = conf_yaml_read(cf, opt->file);
     if (!root)
@@ -1397,6 +1413,8 @@ weir_conf_t *conf_load(const conf_options_t *opt)
     resolve_balancers(&L);
     if (!cf->nerrors)
         peers_reserve(cf); /* reports its own error */
+    if (!cf->nerrors)
+        metrics_core_register(cf);
 
     phases_build(cf, opt->core_handlers);
     /* on a config with errors too: modules check and report what only they
@@ -1421,6 +1439,10 @@ weir_conf_t *conf_load(const conf_options_t *opt)
                             "balancer '%s' failed to set up upstream '%s'", u->balancer_name,
                             u->name);
     }
+    /* last: a load that fails before it claims no slot in the shared table */
+    if (!cf->nerrors)
+        metrics_bind(cf, cf->metrics_max_series,
+                     cf->metrics_max_series_node ? cf->metrics_max_series_node : root);
     if (cf->nerrors)
         goto fail;
     cf->previous = NULL;

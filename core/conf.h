@@ -175,6 +175,12 @@ struct weir_conf {
      * carried over from it (shm.c). */
     const weir_conf_t *previous;
     struct weir_logfile *logfiles; /* opened by weir_logfile_open */
+    /* Metrics (metrics.c): the registry, created on first use; the core's
+     * families when enabled (metrics_core.c); the table's size. */
+    struct metrics_reg *metrics;
+    struct core_metrics *core_metrics;
+    uint64_t metrics_max_series;
+    const weir_node_t *metrics_max_series_node;
 };
 
 /* Options from the command line that the loader needs. */

@@ -12,6 +12,7 @@
 
 #include "arena.h"
 #include "log.h"
+#include "metrics_core.h"
 
 /* A transport's buffers: plaintext it gave the owner (held until
  * conn_read_done), what was left when a transport stepped aside, and wire
@@ -134,6 +135,7 @@ conn_t *conn_accepted(int fd, const weir_listener_t *l, const weir_conf_t *cf)
     if (all_clients)
         all_clients->prev = c;
     all_clients = c;
+    metrics_conn_opened(c);
     return c;
 }
 
@@ -1055,6 +1057,7 @@ static void conn_free(conn_t *c)
     wq_put(c);
     int client = c->in_list;
     if (c->in_list) {
+        metrics_conn_closed(c);
         if (c->prev)
             c->prev->next = c->next;
         else

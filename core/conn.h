@@ -129,6 +129,7 @@ struct weir_connection {
     const weir_conf_t *cf;
     conn_addr_t peer, local;
     unsigned char addr_set; /* addresses set by a module: no lookup */
+    unsigned char mstate;   /* metrics_core.c: how weir_connections counts it */
     struct weir_connection *prev, *next; /* client connections of the worker */
 };
 

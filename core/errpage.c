@@ -159,6 +159,5 @@ void errpage_send(weir_request_t *r)
         ds->abort(r);
         return;
     }
-    r->body_bytes_sent = body.len;
     ds->send_body(r, &body, body.len ? 1 : 0, 1, answer_sent);
 }

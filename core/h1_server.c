@@ -23,6 +23,7 @@
 #include "h2.h"
 #include "inbuf.h"
 #include "log.h"
+#include "metrics_core.h"
 #include "phase.h"
 #include "proxy.h"
 #include "tunnel.h"
@@ -555,6 +556,7 @@ static void ds_finish(weir_request_t *r)
         try_head(h);
     } else {
         h->state = S_IDLE;
+        metrics_conn_idle(h->conn, 1);
         read_timer(h, weir_worker_draining() ? drain_idle_grace
                                              : h->listener->limits.keepalive_timeout);
         conn_read(h->conn);
@@ -664,6 +666,7 @@ static void on_read(conn_t *c, long n, const char *data)
     }
     if (h->state == S_IDLE) {
         h->state = S_HEAD;
+        metrics_conn_idle(c, 0);
         read_timer(h, h->listener->limits.client_header_timeout);
     }
     if (h->state == S_HEAD && h->listener->http2 && !h->requests && h2_preface(h))

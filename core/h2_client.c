@@ -48,6 +48,7 @@
 #include "h2.h"
 #include "h2_wire.h"
 #include "log.h"
+#include "metrics_core.h"
 #include "phase.h"
 #include "upstream.h"
 
@@ -440,6 +441,7 @@ static void hs_done(conn_t *cn, int ok)
 {
     h2up_t *c = cn->owner;
     if (!ok) {
+        metrics_connect_failed(c->u, c->peer, cn->hs_timed_out ? MCONNECT_TIMEOUT : MCONNECT_ERROR);
         conn_fail(c, cn->hs_timed_out ? 504 : 502, 1,
                   cn->hs_timed_out ? "connect_timeout in the transport handshake"
                                    : "upstream transport handshake failed");
@@ -460,6 +462,8 @@ static void on_connected(conn_t *cn, int res)
     if (res < 0) {
         char why[128];
         snprintf(why, sizeof(why), "connect() failed: %s", strerror(-res));
+        metrics_connect_failed(c->u, c->peer,
+                               res == -ECONNREFUSED ? MCONNECT_REFUSED : MCONNECT_ERROR);
         conn_fail(c, 502, 1, why);
         return;
     }
@@ -506,10 +510,12 @@ static void on_timeout(conn_t *cn, int which)
 {
     h2up_t *c = cn->owner;
     if (which == CONN_TIMER_WRITE) {
-        if (!c->connected)
+        if (!c->connected) {
+            metrics_connect_failed(c->u, c->peer, MCONNECT_TIMEOUT);
             conn_fail(c, 504, 1, "connect_timeout");
-        else
+        } else {
             conn_fail(c, 504, 0, "write_timeout on the HTTP/2 connection");
+        }
         return;
     }
     if (c->nstreams) /* idle timer raced with a new stream */

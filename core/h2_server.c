@@ -58,6 +58,7 @@
 #include "h2_guard.h"
 #include "h2_wire.h"
 #include "log.h"
+#include "metrics_core.h"
 #include "phase.h"
 #include "proxy.h"
 
@@ -162,7 +163,8 @@ static void unlink_stream(h2s_t *s)
     if (s->next)
         s->next->prev = s->prev;
     s->prev = s->next = NULL;
-    h->nstreams--;
+    if (--h->nstreams == 0)
+        metrics_conn_idle(h->conn, 1);
 }
 
 /* Received bytes go back to the client as window (WINDOW_UPDATE when
@@ -785,6 +787,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
         h->streams->prev = s;
     h->streams = s;
     h->nstreams++;
+    metrics_conn_idle(h->conn, 0);
     idle_timer(h);
     nghttp2_session_set_stream_user_data(ng, s->id, s);
     return 0;

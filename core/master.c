@@ -15,6 +15,7 @@
 #include "listen.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics_core.h"
 #include "sdnotify.h"
 #include "worker.h"
 
@@ -151,6 +152,7 @@ static void child_exited(pid_t pid, int status)
             g->slots[i].pid = 0;
             if (!g->draining && !m.stopping) {
                 schedule_restart(g, i, pid, status);
+                metrics_worker_restart(g->cf);
             } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 char why[128];
                 describe_exit(status, why, sizeof(why));
@@ -221,6 +223,7 @@ static void generation_start(generation_t *g)
 {
     g->next = m.gens;
     m.gens = g;
+    metrics_generation(g->cf, g->id);
     for (unsigned i = 0; i < g->nslots; i++)
         spawn(g, i);
 }
@@ -333,6 +336,7 @@ static void reload(void)
     if (!cf) {
         log_error("reload failed: %s has errors (above); generation %u keeps serving",
                   m.copt->file, cur->id);
+        metrics_reload(cur->cf, 0);
         return;
     }
     generation_t *g = generation_new(cf);
@@ -342,9 +346,11 @@ static void reload(void)
         else
             conf_free(cf);
         log_error("reload failed; generation %u keeps serving", cur->id);
+        metrics_reload(cur->cf, 0);
         return;
     }
     generation_start(g);
+    metrics_reload(g->cf, 1);
     generation_drain(cur, SIGQUIT);
     for (size_t i = 0; i < cf->nlisteners; i++)
         log_info("generation %u listening on %s", g->id, cf->listeners[i].address);

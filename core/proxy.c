@@ -38,6 +38,7 @@
 #include "h2_client.h"
 #include "inbuf.h"
 #include "log.h"
+#include "metrics_core.h"
 #include "upstream.h"
 #include "workstate.h"
 
@@ -313,6 +314,8 @@ static void handshake_done(conn_t *c, int ok)
 {
     upconn_t *up = c->owner;
     if (!ok) {
+        metrics_connect_failed(up->u, up->peer,
+                               c->hs_timed_out ? MCONNECT_TIMEOUT : MCONNECT_ERROR);
         if (c->hs_timed_out) /* as a connect that takes too long */
             up_fail(up, 504, 1, "connect_timeout in the transport handshake");
         else
@@ -329,6 +332,8 @@ static void on_connected(conn_t *c, int res)
     upconn_t *up = c->owner;
     up->connecting = 0;
     if (res < 0) {
+        metrics_connect_failed(up->u, up->peer,
+                               res == -ECONNREFUSED ? MCONNECT_REFUSED : MCONNECT_ERROR);
         up_fail_errno(up, 502, 1, "connect() failed", -res);
         return;
     }
@@ -848,6 +853,7 @@ static void on_up_timeout(conn_t *c, int which)
     upconn_t *up = c->owner;
     if (which == CONN_TIMER_WRITE) {
         if (up->connecting || c->handshaking) {
+            metrics_connect_failed(up->u, up->peer, MCONNECT_TIMEOUT);
             up_fail(up, 504, 1, "connect_timeout");
             return;
         }

@@ -11,6 +11,7 @@
 #include "conn.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics_core.h"
 #include "phase.h"
 
 /* Request arenas are recycled: a keepalive connection's requests reuse one
@@ -186,6 +187,7 @@ void weir_request_resume(weir_request_t *r, weir_result_t result)
 void request_run_log(weir_request_t *r)
 {
     const struct phases *ph = r->cf->phases;
+    metrics_request_done(r);
     for (size_t i = ph->start[WEIR_PHASE_LOG]; i < ph->start[WEIR_PHASE_LOG + 1]; i++)
         ph->entries[i].handler->fn(r);
 }
@@ -258,6 +260,13 @@ void weir_request_set_route(weir_request_t *r, weir_route_t *rt) { r->route = rt
 weir_upstream_t *weir_request_upstream(const weir_request_t *r) { return r->upstream; }
 int weir_request_peer(const weir_request_t *r) { return r->peer; }
 int weir_response_status(const weir_request_t *r) { return r->status; }
+uint64_t weir_response_body_bytes(const weir_request_t *r) { return r->body_bytes_sent; }
+
+uint64_t weir_request_elapsed_us(const weir_request_t *r)
+{
+    uint64_t now = now_us();
+    return now > r->start_us ? now - r->start_us : 0;
+}
 
 const struct sockaddr *weir_request_client_addr(const weir_request_t *r)
 {

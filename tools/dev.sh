@@ -36,7 +36,7 @@ PACKAGES=(
     liburing-dev node-llhttp libnghttp2-dev libssl-dev libyaml-dev libpcre2-dev check
     curl nghttp2-client python3 python3-h2 python3-pytest openssl wrk nginx haproxy procps
     iproute2 util-linux clang-14 libclang-rt-14-dev llvm-14 valgrind python3-websockets python3-grpcio python3-hyperframe python3-hpack
-    testssl.sh
+    testssl.sh python3-prometheus-client
     dpkg-dev systemd strace groff-base
 )
 

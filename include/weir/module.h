@@ -65,6 +65,14 @@
  *        config). weir_template_compile reports every mistake of a text, each
  *        at its own column where the scalar allows. Control characters in a
  *        weir_conf_error message are written as escapes ("\n").
+ *        metrics: families and series registered at config time
+ *        (weir_metric_new, weir_metric_series), updated lock-free from
+ *        workers (weir_metric_add, weir_metric_gauge_add,
+ *        weir_metric_observe), kept in a core zone that carries across
+ *        reloads; exposition by the module that enables them
+ *        (weir_metrics_enable, weir_metrics_render); request timing and
+ *        size for a log handler (weir_request_elapsed_us,
+ *        weir_response_body_bytes).
  */
 #ifndef WEIR_MODULE_H
 #define WEIR_MODULE_H
@@ -648,6 +656,80 @@ unsigned weir_worker_count(void);
  * it accepts nothing more and finishes what it has. Background tasks stop
  * starting new work, since the next generation's primary took over. */
 int weir_worker_draining(void);
+
+/* ------------------------------------------------------------ metrics (1.6) */
+
+/*
+ * Counters, gauges and histograms, summed over every worker, exposed by the
+ * module that enables them (module metrics, in the Prometheus text format).
+ *
+ * A family (a metric name with its label names) and its series (one value
+ * per combination of label values) are registered at config time, in
+ * conf_done: label values are known then (route, upstream, server and
+ * listener names, status classes). Updates in workers are a few relaxed
+ * atomic adds on shared memory, with no allocation, lock or system call, so
+ * they may run per request.
+ *
+ * The values live in a zone of the core, in one table keyed by (family,
+ * label values): a series of the next configuration with the same identity
+ * is the same value, so counts go on across a reload even when routes are
+ * added or removed. The exposition shows the series the configuration of the
+ * answering worker registered, in registration order (the core's families,
+ * then the modules' in the order of `modules:`). The table holds
+ * `metrics_max_series` values (top-level key, default 4096; a histogram
+ * series takes one per bucket plus one); loading a configuration that needs
+ * more is a config error naming that key.
+ *
+ * Without a module that enables metrics, registration still succeeds and
+ * updates do nothing, so a module may always register its families.
+ */
+typedef struct weir_metric weir_metric_t;
+
+typedef enum weir_metric_kind {
+    WEIR_METRIC_COUNTER = 1, /* only grows; the name must end in "_total" */
+    WEIR_METRIC_GAUGE,       /* goes up and down */
+    WEIR_METRIC_HISTOGRAM,   /* observations counted in fixed buckets */
+} weir_metric_kind_t;
+
+/* Registers a family: name [a-zA-Z_:][a-zA-Z0-9_:]*, a one-line help, label
+ * names (NULL-terminated array, or NULL for none; [a-zA-Z_][a-zA-Z0-9_]*,
+ * never "le"). For a histogram, `buckets` are the upper bounds in the
+ * family's unit (seconds for durations), ascending, terminated by INFINITY
+ * (the +Inf bucket every histogram has), or NULL for Prometheus' defaults
+ * .005 .01 .025 .05 .1 .25 .5 1 2.5 5 10; at most 30. NULL after
+ * weir_conf_error (a bad or duplicate name). Conf lifetime. */
+weir_metric_t *weir_metric_new(weir_conf_t *cf, const char *name, weir_metric_kind_t kind,
+                               const char *help, const char *const *label_names,
+                               const double *buckets);
+/* The series of `m` with these label values (as many as the family has
+ * label names; copied): its index, the same one again for the same values,
+ * or -1 after weir_conf_error. */
+int weir_metric_series(weir_conf_t *cf, weir_metric_t *m, const char *const *label_values);
+
+/* Updates from any process of the generation (workers; hooks that run at
+ * config time must not update). A NULL family or a negative series is
+ * ignored, so a module can pass what registration gave it. */
+void weir_metric_add(weir_metric_t *m, int series, uint64_t n);            /* counter */
+void weir_metric_gauge_add(weir_metric_t *m, int series, int64_t delta);   /* gauge */
+/* histogram: one observation, in millionths of the family's unit
+ * (microseconds for a duration in seconds). */
+void weir_metric_observe(weir_metric_t *m, int series, uint64_t micros);
+
+/* Called by the module that exposes metrics, in conf_init: this
+ * configuration stores its series (and the core registers its own
+ * families). 0, or -1 after weir_conf_error. */
+int weir_metrics_enable(weir_conf_t *cf);
+/* Writes the exposition text of the configuration (text format 0.0.4) into
+ * buf, at most cap bytes; returns the length of the whole text, which may
+ * be more than cap (then call again with a larger buffer). Values keep
+ * changing, so a second call may need a little more than the first said. */
+size_t weir_metrics_render(const weir_conf_t *cf, char *buf, size_t cap);
+
+/* The request's age, from the first byte of its head to now, in
+ * microseconds (as $request_time), and the response body bytes sent so far
+ * (as $body_bytes_sent): what a log handler measures. */
+uint64_t weir_request_elapsed_us(const weir_request_t *r);
+uint64_t weir_response_body_bytes(const weir_request_t *r);
 
 /* ----------------------------------------------------------------- logging */
 

@@ -53,6 +53,10 @@
  *    down. This module only sets or clears its own verdict.
  *  - Backup servers are checked like the others (so a dead backup is not
  *    used either).
+ *  - Every finished check counts in weir_healthcheck_checks_total{upstream,
+ *    server, result="ok"|"fail"} (API 1.6: registered at conf_done,
+ *    stored and exposed when module metrics is loaded, else a no-op): the
+ *    worked example of a module adding a family (README, metrics).
  *  - An upstream with `send_proxy_protocol` (module proxy_protocol): HTTP
  *    checks start with a PROXY header saying UNKNOWN (v1) or LOCAL (v2), so
  *    a server that requires one does not refuse its checks (proxy_preamble).
@@ -92,6 +96,8 @@ struct hc_upstream_conf {
     struct hc_state *state; /* shared zone, one per server of the upstream */
     const char **request;   /* http: the request for each server */
     size_t *request_len;
+    weir_metric_t *checks;  /* weir_healthcheck_checks_total */
+    int (*series)[2];       /* per server: its fail and ok series */
 };
 
 /* ------------------------------------------------------------ config */
@@ -444,9 +450,37 @@ static void zone_name(weir_conf_t *cf, char *buf, size_t len)
     snprintf(buf, len, "healthcheck.state.%016llx", (unsigned long long)h);
 }
 
+/* One family for the generation, a fail and an ok series per checked
+ * server. */
+static int register_metrics(weir_conf_t *cf, weir_upstream_t *u, struct hc_upstream_conf *c,
+                            weir_metric_t **family)
+{
+    if (!*family)
+        *family = weir_metric_new(cf, "weir_healthcheck_checks_total", WEIR_METRIC_COUNTER,
+                                  "finished active health checks, by result",
+                                  (const char *const[]){"upstream", "server", "result", NULL},
+                                  NULL);
+    size_t n = weir_upstream_peer_count(u);
+    c->checks = *family;
+    c->series = weir_conf_alloc(cf, (n + 1) * sizeof(*c->series));
+    if (!*family)
+        return -1;
+    if (!c->series)
+        return weir_conf_error(cf, weir_upstream_node(u), "health_check: out of memory");
+    for (size_t i = 0; i < n; i++) {
+        for (int ok = 0; ok < 2; ok++) {
+            const char *v[] = {weir_upstream_name(u), weir_peer_address(u, i), ok ? "ok" : "fail"};
+            if ((c->series[i][ok] = weir_metric_series(cf, *family, v)) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
 static int hc_conf_done(weir_conf_t *cf)
 {
     size_t total = 0;
+    weir_metric_t *family = NULL;
 
     for (size_t k = 0; k < weir_conf_upstream_count(cf); k++) {
         weir_upstream_t *u = weir_conf_upstream(cf, k);
@@ -481,6 +515,8 @@ static int hc_conf_done(weir_conf_t *cf)
                                    weir_upstream_name(u));
         if (c->check.type == HC_HTTP && build_requests(cf, u, c) < 0)
             return weir_conf_error(cf, weir_upstream_node(u), "health_check: out of memory");
+        if (register_metrics(cf, u, c, &family) < 0)
+            return -1;
     }
     return 0;
 }
@@ -522,6 +558,7 @@ static void probe_done(struct hc_probe *p, int ok, const char *reason)
         weir_conn_close(p->conn);
         p->conn = NULL;
     }
+    weir_metric_add(p->c->checks, p->c->series[p->i][!!ok], 1);
     if (!ok)
         weir_log(&weir_module, WEIR_LOG_DEBUG, "upstream %s: server %s: check failed: %s", name,
                  addr, reason);

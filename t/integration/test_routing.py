@@ -265,7 +265,8 @@ def test_route_nothing_answers_is_an_error(tmp_path):
     assert rc == 1, both
     assert has_line(both, tmp_path,
                     "14:5: route 'orphan' has no upstream and no module answers it: add "
-                    "`upstream: NAME`, or a `redirect:` (module rewrite)"), both
+                    "`upstream: NAME`, a `redirect:` (module rewrite) or `metrics: true` "
+                    "(module metrics)"), both
     assert "'moved'" not in both, both
     # without the orphan the same config loads: the redirect route needs no upstream
     rc, out, err = check(tmp_path, "\n".join(lines[:13] + lines[15:]) + "\n")

@@ -546,7 +546,7 @@ static const struct error_case error_cases[] = {
      "    rewite: \"^/v1/(.*)$ /$1\"\n",
      /* the misspelt key answers nothing either: both in one run */
      "weir.yaml:3:5: route 'api' has no upstream and no module answers it: add `upstream: "
-     "NAME`, or a `redirect:` (module rewrite)\n"
+     "NAME`, a `redirect:` (module rewrite) or `metrics: true` (module metrics)\n"
      "weir.yaml:4:5: unknown key 'rewite' in route (did you mean 'rewrite'?)\n"},
     {"unknown key without suggestion",
      LISTENER "frobnicate: 1\n",
@@ -1067,7 +1067,8 @@ START_TEST(test_route_answered)
                   "    probe_level: 2\n"
                   "  - probe_answer: true\n",
                   "weir.yaml:4:5: route 'lost' has no upstream and no module answers it: add "
-                  "`upstream: NAME`, or a `redirect:` (module rewrite)\n");
+                  "`upstream: NAME`, a `redirect:` (module rewrite) or `metrics: true` "
+                  "(module metrics)\n");
     weir_conf_t *cf = load_ok(PROBE LISTENER "routes:\n  - probe_answer: true\n");
     ck_assert_ptr_null(weir_route_upstream(weir_conf_route(cf, 0)));
     conf_free(cf);
