@@ -205,6 +205,10 @@ int conf_parse_address(const char *text, sockaddr_any_t *out, char *err, size_t 
 /* Value parsers shared with weir_node_*: 0 or -1. */
 int conf_parse_duration_ms(const char *s, uint64_t *out);
 int conf_parse_size(const char *s, uint64_t *out);
+/* A size as the config writes it, in the largest unit that holds it exactly
+ * ("16k", "1m", "512"); buf of WEIR_DURATION_LEN bytes; returns buf. The
+ * duration counterpart is the public weir_duration_text. */
+const char *conf_size_text(uint64_t bytes, char buf[WEIR_DURATION_LEN]);
 /* Closest candidate by edit distance, or NULL if none is close enough. */
 const char *conf_suggest(const char *word, const char *const *candidates, size_t n);
 

@@ -127,10 +127,11 @@ static void schedule_restart(generation_t *g, unsigned i, pid_t pid, int status)
             delay = BACKOFF_MAX_MS;
     }
     s->respawn_at = now + delay;
+    char d[WEIR_DURATION_LEN];
     if (delay)
-        log_error("worker %u (pid %d) %s; restarting in %llums (it died %u times in a row "
+        log_error("worker %u (pid %d) %s; restarting in %s (it died %u times in a row "
                   "within a second of starting)",
-                  i, (int)pid, why, (unsigned long long)delay, s->quick_deaths);
+                  i, (int)pid, why, weir_duration_text(delay, d), s->quick_deaths);
     else
         log_error("worker %u (pid %d) %s; restarting", i, (int)pid, why);
 }
@@ -337,9 +338,10 @@ static void reload(void)
     generation_drain(cur, SIGQUIT);
     for (size_t i = 0; i < cf->nlisteners; i++)
         log_info("generation %u listening on %s", g->id, cf->listeners[i].address);
+    char d[WEIR_DURATION_LEN];
     log_notice("reload: generation %u started with %u workers; generation %u drains for up to "
-               "%llums",
-               g->id, g->nslots, cur->id, (unsigned long long)cur->cf->limits.shutdown_timeout);
+               "%s",
+               g->id, g->nslots, cur->id, weir_duration_text(cur->cf->limits.shutdown_timeout, d));
 }
 
 /* --------------------------------------------------------- binary upgrade */
@@ -430,6 +432,7 @@ static void reopen_logs(void)
 
 static void handle_signal(int sig)
 {
+    char d[WEIR_DURATION_LEN];
     switch (sig) {
     case SIGTERM:
     case SIGINT:
@@ -439,8 +442,8 @@ static void handle_signal(int sig)
     case SIGQUIT:
         if (m.stopping)
             break;
-        log_notice("graceful stop: draining for up to %llums",
-                   (unsigned long long)m.gens->cf->limits.shutdown_timeout);
+        log_notice("graceful stop: draining for up to %s",
+                   weir_duration_text(m.gens->cf->limits.shutdown_timeout, d));
         stop_all(SIGQUIT);
         break;
     case SIGHUP:

@@ -137,8 +137,9 @@ static void episode_check(void)
 {
     if (!w.episode_start || w.paused || w.loop.now - w.resumed_at < PAUSE_EPISODE_END_MS)
         return;
-    log_info("accept runs again: %lu pauses in %llu ms (%lu connections open)", w.episode_pauses,
-             (unsigned long long)(w.resumed_at - w.episode_start), w.conns);
+    char d[WEIR_DURATION_LEN];
+    log_info("accept runs again: %lu pauses in %s (%lu connections open)", w.episode_pauses,
+             weir_duration_text(w.resumed_at - w.episode_start, d), w.conns);
     w.episode_start = 0;
     w.episode_pauses = 0;
 }

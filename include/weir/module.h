@@ -56,6 +56,8 @@
  *        `protocol: h2` upstream); weir_protocol_supported knows "h2", so
  *        a listener's ALPN offers it; HTTP/2 streams are requests with
  *        weir_request_version() 20.
+ *   1.6  weir_duration_text (durations in messages print as the config
+ *        writes them: "30s").
  */
 #ifndef WEIR_MODULE_H
 #define WEIR_MODULE_H
@@ -70,7 +72,7 @@ extern "C" {
 #endif
 
 #define WEIR_ABI_MAJOR 1
-#define WEIR_ABI_MINOR 5
+#define WEIR_ABI_MINOR 6
 
 /* Marks the descriptor as the one symbol a module exports. */
 #define WEIR_MODULE_EXPORT __attribute__((visibility("default")))
@@ -643,6 +645,12 @@ typedef enum weir_log_level {
  * at or above error_log.level. `m` may be NULL for the core. */
 void weir_log(const weir_module_t *m, weir_log_level_t level, const char *fmt, ...)
     WEIR_PRINTF(3, 4);
+
+/* (1.6) A duration for a message, written as the config writes it, in the
+ * largest unit that holds it exactly: "30s", "1m", "250ms", "0s" (never
+ * "30000ms"). buf has WEIR_DURATION_LEN bytes; returns buf. */
+#define WEIR_DURATION_LEN 24
+const char *weir_duration_text(uint64_t ms, char buf[WEIR_DURATION_LEN]);
 
 /* -------------------------------------------------------------- descriptor */
 

@@ -180,6 +180,38 @@ START_TEST(test_durations)
 }
 END_TEST
 
+/* Printed values are the largest exact unit and parse back to themselves. */
+static const struct {
+    uint64_t v;
+    const char *text;
+} printed_durations[] = {
+    {0, "0s"},          {250, "250ms"},   {1500, "1500ms"},     {30000, "30s"},
+    {90000, "90s"},     {60000, "1m"},    {3600000, "1h"},      {86400000, "1d"},
+    {UINT64_MAX, "18446744073709551615ms"},
+}, printed_sizes[] = {
+    {0, "0"}, {512, "512"}, {16384, "16k"}, {1048576, "1m"}, {1536, "1536"},
+    {1073741824, "1g"}, {3u << 30, "3g"},
+};
+
+START_TEST(test_printed_values)
+{
+    char buf[WEIR_DURATION_LEN];
+    for (size_t i = 0; i < sizeof(printed_durations) / sizeof(printed_durations[0]); i++) {
+        uint64_t back = 1;
+        ck_assert_str_eq(weir_duration_text(printed_durations[i].v, buf),
+                         printed_durations[i].text);
+        ck_assert_int_eq(conf_parse_duration_ms(buf, &back), 0);
+        ck_assert(back == printed_durations[i].v);
+    }
+    for (size_t i = 0; i < sizeof(printed_sizes) / sizeof(printed_sizes[0]); i++) {
+        uint64_t back = 1;
+        ck_assert_str_eq(conf_size_text(printed_sizes[i].v, buf), printed_sizes[i].text);
+        ck_assert_int_eq(conf_parse_size(buf, &back), 0);
+        ck_assert(back == printed_sizes[i].v);
+    }
+}
+END_TEST
+
 static const struct {
     const char *text;
     int ok;
@@ -940,6 +972,7 @@ static Suite *conf_suite(void)
     TCase *tc = tcase_create("values");
     tcase_add_test(tc, test_durations);
     tcase_add_test(tc, test_sizes);
+    tcase_add_test(tc, test_printed_values);
     tcase_add_test(tc, test_addresses);
     tcase_add_test(tc, test_suggest);
     suite_add_tcase(s, tc);
