@@ -9,6 +9,7 @@
 
 static int log_fd = 2;
 static int log_level = WEIR_LOG_INFO;
+static int echo_errors;
 
 static const char *const level_names[] = {"debug", "info", "notice", "warn", "error"};
 
@@ -30,6 +31,11 @@ int log_open(const char *path, int level)
 void log_set_level(int level)
 {
     log_level = level;
+}
+
+void log_echo_errors(int on)
+{
+    echo_errors = on;
 }
 
 int log_level_enabled(weir_log_level_t level)
@@ -56,6 +62,8 @@ void log_vmsg(const char *who, weir_log_level_t level, const char *fmt, va_list 
         n += (size_t)k < sizeof(line) - n - 1 ? (size_t)k : sizeof(line) - n - 2;
     line[n++] = '\n';
     ssize_t w = write(log_fd, line, n);
+    if (echo_errors && level >= WEIR_LOG_ERROR && log_fd != 2)
+        w = write(2, line, n);
     (void)w;
     errno = saved;
 }

@@ -27,4 +27,9 @@ void log_vmsg(const char *who, weir_log_level_t level, const char *fmt, va_list 
 
 int log_level_enabled(weir_log_level_t level);
 
+/* While on, errors also go to stderr when the log is a file: start-up
+ * failures (a port in use, a pid file that cannot be written) reach whoever
+ * ran weir, even with error_log in a file and before -d detaches. */
+void log_echo_errors(int on);
+
 #endif

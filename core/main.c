@@ -7,6 +7,7 @@
  * Exit status: 0 success, 1 config or runtime error, 2 usage error.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +26,8 @@ static void usage(FILE *out)
             "usage: weir [-c FILE] [-M DIR] [-d] [-p PIDFILE]\n"
             "       weir -t [-c FILE] [-M DIR]\n"
             "       weir -s reload|stop|quit|reopen [-c FILE] [-p PIDFILE]\n"
-            "       weir -V\n"
+            "       weir -V | --version\n"
+            "       weir -h | --help\n"
             "  -c FILE   config file (default %s)\n"
             "  -M DIR    modules directory, overrides modules_dir\n"
             "  -d        run in the background\n"
@@ -84,8 +86,13 @@ int main(int argc, char **argv)
                            .register_core_vars = core_vars_register};
     master_options_t mopt = {0};
     const char *signal_name = NULL;
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
     int test = 0, opt;
-    while ((opt = getopt(argc, argv, "c:M:dp:ts:Vh")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:M:dp:ts:Vh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': copt.file = optarg; break;
         case 'M': copt.modules_dir = optarg; break;

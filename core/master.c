@@ -183,14 +183,21 @@ static void respawn_due(void)
 
 /* ------------------------------------------------------------ generations */
 
-static void generation_free(generation_t *g)
+/* Everything of g but its configuration, which stays the caller's. */
+static void generation_abandon(generation_t *g)
 {
     if (g->fds && g->cf)
         listen_release(g->cf, g->fds);
-    conf_free(g->cf);
     free(g->fds);
     free(g->slots);
     free(g);
+}
+
+static void generation_free(generation_t *g)
+{
+    weir_conf_t *cf = g->cf;
+    generation_abandon(g);
+    conf_free(cf);
 }
 
 /* A generation for cf, its sockets acquired, no workers yet; NULL after
@@ -397,21 +404,60 @@ static void upgrade_exited(int status)
 
 /* ------------------------------------------------------------------- main */
 
+/* -d. The parent stays until the daemon has started (pid file written) or
+ * failed, and exits 0 or with the daemon's status: `weir -d` with a port in
+ * use or an unwritable pid file fails where it was run, its reason on the
+ * terminal. The daemon says "started" through a pipe (detach_stdio). */
+static int daemon_pipe = -1;
+
 static int daemonize(void)
 {
-    pid_t pid = fork();
-    if (pid < 0)
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
         return -1;
-    if (pid > 0)
-        _exit(0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    if (pid > 0) {
+        char c;
+        ssize_t n;
+        int status = 0;
+        close(p[1]);
+        do
+            n = read(p[0], &c, 1);
+        while (n < 0 && errno == EINTR);
+        if (n == 1)
+            _exit(0);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        _exit(WIFEXITED(status) && WEXITSTATUS(status) ? WEXITSTATUS(status) : 1);
+    }
+    close(p[0]);
+    daemon_pipe = p[1];
     setsid();
-    int fd = open("/dev/null", O_RDWR);
+    return 0;
+}
+
+/* Start-up succeeded: a daemon lets go of the terminal (stdin, stdout and
+ * stderr become /dev/null) before its workers inherit them, and releases
+ * the waiting parent. */
+static void detach_stdio(void)
+{
+    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (fd >= 0) {
         dup2(fd, 0);
         dup2(fd, 1);
+        dup2(fd, 2);
         close(fd);
     }
-    return 0;
+    if (write(daemon_pipe, "1", 1) < 0)
+        log_warn("-d: cannot tell the starting process that weir runs: %s", strerror(errno));
+    close(daemon_pipe);
+    daemon_pipe = -1;
 }
 
 static void stop_all(int sig)
@@ -477,6 +523,7 @@ static void raise_fd_limit(void)
 static int start(weir_conf_t *cf)
 {
     raise_fd_limit();
+    log_echo_errors(1);
     if (log_open(cf->error_log, cf->error_log_level) < 0) {
         fprintf(stderr, "weir: cannot open error log %s: %s\n", cf->error_log, strerror(errno));
         return -1;
@@ -489,13 +536,21 @@ static int start(weir_conf_t *cf)
     if (inherited > 0)
         log_notice("binary upgrade: took over %d listening sockets", inherited);
     /* a new binary started by an upgrade stays in its parent's session */
-    if (m.opt->daemon && inherited <= 0 && daemonize() < 0)
+    if (m.opt->daemon && inherited <= 0 && daemonize() < 0) {
+        log_error("-d: cannot start the daemon: %s", strerror(errno));
+        generation_abandon(g);
         return -1;
-    if (m.pid_file[0] && write_pid_file(m.pid_file) < 0)
+    }
+    if (m.pid_file[0] && write_pid_file(m.pid_file) < 0) {
+        generation_abandon(g);
         return -1;
+    }
     for (size_t i = 0; i < cf->nlisteners; i++)
         log_notice("listening on %s", cf->listeners[i].address);
     log_notice("weir started: %u workers", g->nslots);
+    log_echo_errors(0);
+    if (daemon_pipe >= 0)
+        detach_stdio();
     generation_start(g);
     return 0;
 }

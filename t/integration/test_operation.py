@@ -1,0 +1,162 @@
+"""Safe operation (issue 13): the command line an operator and systemd rely on.
+
+--help and --version; start-up failures on stderr even with error_log in a
+file, also under -d; -d detaching stdin, stdout and stderr.
+
+Assumptions: the tests run as root (the user: drop is tested for real with
+nobody/nogroup); a daemon started by -d is found through its pid file and
+stopped by the test that started it."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+
+import pytest
+
+from conftest import MODULES_DIR, WEIR_BIN, children_of, gone, get, to_yaml, wait_for
+
+
+def run(args, cwd, timeout=30, stdin=subprocess.DEVNULL):
+    p = subprocess.run([WEIR_BIN] + list(args), cwd=str(cwd), stdin=stdin,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+
+def read_pid(path):
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+class Daemon:
+    """weir -d, stopped (TERM, then KILL) at teardown."""
+
+    def __init__(self, tmp_path, cfg):
+        self.dir = tmp_path
+        self.conf = tmp_path / "weir.yaml"
+        self.conf.write_text(to_yaml(cfg) + "\n")
+        self.pid_file = cfg["pid_file"]
+        self.pid = 0
+
+    def start(self, extra=()):
+        rc, out, err = run(["-d", "-c", str(self.conf), "-M", MODULES_DIR] + list(extra),
+                           self.dir)
+        self.pid = read_pid(self.pid_file)
+        return rc, out, err
+
+    def stop(self):
+        if self.pid and not gone(self.pid):
+            os.kill(self.pid, signal.SIGTERM)
+            if not wait_for(lambda: gone(self.pid), 10):
+                os.kill(self.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    made = []
+
+    def make(cfg):
+        d = Daemon(tmp_path, cfg)
+        made.append(d)
+        return d
+    yield make
+    for d in made:
+        d.stop()
+
+
+def proxy_config(w, b, **extra):
+    return w.config(upstreams={"b": {"servers": [b.addr]}},
+                    routes=[{"path": "/", "upstream": "b"}], **extra)
+
+
+# ------------------------------------------------------------- command line
+
+
+def test_help_and_version(tmp_path):
+    rc, out, err = run(["--help"], tmp_path)
+    assert rc == 0 and err == "", (rc, out, err)
+    assert out.startswith("usage: weir") and "-s SIG" in out and "--version" in out, out
+    rc, out, err = run(["--version"], tmp_path)
+    assert rc == 0 and err == "", (rc, out, err)
+    rc2, out2, _ = run(["-V"], tmp_path)
+    assert rc2 == 0 and out == out2, (out, out2)
+    assert re.match(r"weir \d+\.\d+\.\d+\n", out), out
+    rc, out, err = run(["--versoin"], tmp_path)
+    assert rc == 2 and "usage:" in err, (rc, out, err)
+
+
+# ------------------------------------------------------- start-up failures
+
+
+def _taken_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    return s, s.getsockname()[1]
+
+
+@pytest.mark.parametrize("detach", [False, True], ids=["foreground", "daemon"])
+def test_port_in_use_reported_on_stderr(weir, backend, tmp_path, detach):
+    """error_log is a file, yet the reason reaches stderr, and the exit is 1."""
+    taken, port = _taken_port()
+    w = weir()
+    b = backend()
+    log = tmp_path / "error.log"
+    cfg = proxy_config(w, b, port=port, error_log={"path": str(log), "level": "info"})
+    w.write(cfg)
+    args = ["-c", w.conf_path, "-M", MODULES_DIR] + (["-d"] if detach else [])
+    rc, out, err = run(args, tmp_path)
+    taken.close()
+    assert rc == 1, (rc, out, err)
+    assert "cannot listen on 127.0.0.1:%d" % port in err, err
+    assert "Address already in use" in err, err
+    assert "cannot listen on 127.0.0.1:%d" % port in log.read_text()
+    assert not os.path.exists(w.pid_file)
+
+
+@pytest.mark.parametrize("detach", [False, True], ids=["foreground", "daemon"])
+def test_unwritable_pid_file_reported_on_stderr(weir, backend, tmp_path, detach):
+    w = weir()
+    b = backend()
+    pid = tmp_path / "no-such-dir" / "weir.pid"
+    cfg = proxy_config(w, b, error_log={"path": str(tmp_path / "error.log")})
+    cfg["pid_file"] = str(pid)
+    w.write(cfg)
+    args = ["-c", w.conf_path, "-M", MODULES_DIR] + (["-d"] if detach else [])
+    rc, out, err = run(args, tmp_path)
+    assert rc == 1, (rc, out, err)
+    assert "cannot write pid file %s" % pid in err, err
+    # nothing is left listening
+    s = socket.socket()
+    assert s.connect_ex(("127.0.0.1", w.port)) != 0
+    s.close()
+
+
+def test_daemon_detaches_stdio(weir, backend, daemon, tmp_path):
+    w = weir()
+    b = backend()
+    d = daemon(proxy_config(w, b, workers=2, error_log={"path": str(tmp_path / "error.log")}))
+    # stdin, stdout and stderr of the starting process are pipes and a file:
+    # none of them may stay open in the daemon or its workers
+    with open(tmp_path / "tty", "w") as tty:
+        p = subprocess.run([WEIR_BIN, "-d", "-c", str(d.conf), "-M", MODULES_DIR],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=tty,
+                           cwd=str(tmp_path), timeout=30)
+    d.pid = read_pid(d.pid_file)
+    assert p.returncode == 0, (p, open(tmp_path / "tty").read())
+    assert d.pid and not gone(d.pid)
+    assert get(w.port, "/").status == 200
+    workers = wait_for(lambda: (lambda k: k if len(k) == 2 else None)(
+        children_of(d.pid)), 10)
+    assert workers, "no workers under the daemon"
+    for pid in [d.pid] + workers:
+        for fd in (0, 1, 2):
+            assert os.readlink("/proc/%d/fd/%d" % (pid, fd)) == "/dev/null", (pid, fd)
+    # the daemon is a session leader of its own, not a child of the caller
+    with open("/proc/%d/stat" % d.pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    assert int(fields[3]) == d.pid      # session id
