@@ -32,4 +32,11 @@ int log_level_enabled(weir_log_level_t level);
  * ran weir, even with error_log in a file and before -d detaches. */
 void log_echo_errors(int on);
 
+/* Collects the text of every error logged from log_capture_begin on (one
+ * line each, without the time and level prefix) until log_capture_end,
+ * which returns it ("" for none; valid until the next begin). The master
+ * hands a reload's errors to `weir -s reload` this way. */
+void log_capture_begin(void);
+const char *log_capture_end(void);
+
 #endif

@@ -2,9 +2,17 @@
  * weir [-c FILE] [-M DIR] [-d] [-p PIDFILE]   run (foreground unless -d)
  * weir -t [-c FILE]                           check the config, print the phase chains
  * weir -s reload|stop|quit|reopen [-c FILE]   signal the running master via its pid file
- * weir -V                                     version, ABI, modules dir, build options
+ * weir -V | --version                         version, ABI, modules dir, build options
+ * weir -h | --help                            usage
  *
  * Exit status: 0 success, 1 config or runtime error, 2 usage error.
+ *
+ * -s finds the master through its pid file and the status file beside it
+ * (status.h): no signal goes to a pid that is not running or not the master
+ * that wrote them. `-s reload` waits for the master's answer: exit 0 once
+ * the new generation's workers were started, 1 with the errors on stderr
+ * when the reload was refused, so `systemctl reload` fails on a broken
+ * config.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -18,6 +26,7 @@
 #include "master.h"
 #include "phase.h"
 #include "request.h"
+#include "status.h"
 #include "weir_build.h"
 
 static void usage(FILE *out)
@@ -56,26 +65,6 @@ static int signal_number(const char *name)
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
         if (strcmp(name, table[i].name) == 0)
             return table[i].sig;
-    return 0;
-}
-
-static int signal_master(const char *name, const char *pid_file)
-{
-    int sig = signal_number(name);
-    FILE *f = fopen(pid_file, "r");
-    long pid = 0;
-    if (!f || fscanf(f, "%ld", &pid) != 1 || pid <= 0) {
-        fprintf(stderr, "weir: cannot read pid from %s: %s\n", pid_file,
-                f ? "no pid in file" : strerror(errno));
-        if (f)
-            fclose(f);
-        return 1;
-    }
-    fclose(f);
-    if (kill((pid_t)pid, sig) < 0) {
-        fprintf(stderr, "weir: kill(%ld, %s): %s\n", pid, name, strerror(errno));
-        return 1;
-    }
     return 0;
 }
 
@@ -123,7 +112,8 @@ int main(int argc, char **argv)
         return 1;
     }
     if (signal_name) {
-        int rc = signal_master(signal_name, mopt.pid_file ? mopt.pid_file : cf->pid_file);
+        int rc = status_signal_master(mopt.pid_file ? mopt.pid_file : cf->pid_file, signal_name,
+                                      signal_number(signal_name));
         conf_free(cf);
         return rc;
     }

@@ -15,6 +15,7 @@
 #include "listen.h"
 #include "log.h"
 #include "loop.h"
+#include "status.h"
 #include "worker.h"
 
 /* A worker that dies this soon after its start counts as a quick death;
@@ -55,6 +56,7 @@ static struct {
     int stopping;
     pid_t upgrade_pid; /* the new binary's master, while it runs */
     char oldbin[PATH_MAX + 8];
+    unsigned reloads; /* HUPs taken, for the status file */
 } m;
 
 static uint64_t monotonic_ms(void)
@@ -294,6 +296,29 @@ static void remove_own_pid_file(const char *path)
     fclose(f);
 }
 
+/* ------------------------------------------------------------ status file */
+
+static void publish_status(int ok, const char *errors)
+{
+    if (m.pid_file[0] && !m.upgrade_pid)
+        status_write(m.pid_file, m.reloads, m.gens ? m.gens->id : 0, ok, errors);
+}
+
+static void reload(void);
+
+/* HUP: a reload whose outcome `weir -s reload` waits for (status.h). */
+static void reload_reported(void)
+{
+    unsigned before = m.gens->id;
+    m.reloads++;
+    log_capture_begin();
+    if (m.stopping)
+        log_error("reload refused: the master is stopping");
+    else
+        reload();
+    publish_status(m.gens->id != before, log_capture_end());
+}
+
 /* ----------------------------------------------------------------- reload */
 
 static void report_to_log(const char *msg)
@@ -314,6 +339,7 @@ static int apply_master_settings(const weir_conf_t *old, const weir_conf_t *cf)
         if (write_pid_file(cf->pid_file) < 0)
             return -1;
         remove_own_pid_file(m.pid_file);
+        status_remove(m.pid_file);
         snprintf(m.pid_file, sizeof(m.pid_file), "%s", cf->pid_file);
     }
     return 0;
@@ -400,6 +426,8 @@ static void upgrade_exited(int status)
     m.upgrade_pid = 0;
     if (m.pid_file[0] && !m.stopping && rename(m.oldbin, m.pid_file) < 0)
         write_pid_file(m.pid_file);
+    if (!m.stopping)
+        publish_status(1, "");
 }
 
 /* ------------------------------------------------------------------- main */
@@ -493,8 +521,7 @@ static void handle_signal(int sig)
         stop_all(SIGQUIT);
         break;
     case SIGHUP:
-        if (!m.stopping)
-            reload();
+        reload_reported();
         break;
     case SIGUSR1:
         reopen_logs();
@@ -552,6 +579,7 @@ static int start(weir_conf_t *cf)
     if (daemon_pipe >= 0)
         detach_stdio();
     generation_start(g);
+    publish_status(1, "");
     return 0;
 }
 
@@ -595,6 +623,7 @@ int master_run(weir_conf_t *cf, const conf_options_t *copt, const master_options
         tend_generations();
     }
     if (m.pid_file[0]) {
+        status_remove(m.pid_file);
         remove_own_pid_file(m.pid_file);
         if (m.oldbin[0])
             remove_own_pid_file(m.oldbin);

@@ -160,3 +160,117 @@ def test_daemon_detaches_stdio(weir, backend, daemon, tmp_path):
     with open("/proc/%d/stat" % d.pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     assert int(fields[3]) == d.pid      # session id
+
+
+# ---------------------------------------------------------------- weir -s
+
+
+def _dash_s(w, cmd, extra=()):
+    return run(["-s", cmd, "-c", w.conf_path] + list(extra), w.dir)
+
+
+def test_reload_waits_for_the_new_generation(weir, backend):
+    b = backend()
+    w = weir()
+    cfg = proxy_config(w, b, workers=2)
+    w.start(cfg)
+    w.wait_workers(2)
+    rc, out, err = _dash_s(w, "reload")
+    assert rc == 0, (rc, out, err, w.log())
+    assert err == "", err
+    # by the time -s returns, the master has started generation 2's workers
+    assert "reload: generation 2 started" in w.log(), w.log()
+    assert get(w.port, "/").status == 200
+
+
+def test_refused_reload_prints_the_errors_and_exits_1(weir, backend):
+    b = backend()
+    w = weir()
+    cfg = proxy_config(w, b)
+    w.start(cfg)
+    workers = sorted(w.wait_workers(1))
+    cfg["routes"] = [{"path": "/", "upstream": "nope"}]
+    cfg["limits"] = {"keepalive_timeout": "soon"}
+    w.write(cfg)
+    rc, out, err = _dash_s(w, "reload")
+    assert rc == 1, (rc, out, err)
+    lines = err.splitlines()
+    # exactly the errors, each as file:line:col, then the verdict
+    errors = [ln for ln in lines if re.match(r"\S*weir\.yaml:\d+:\d+: ", ln)]
+    assert len(errors) == 2, err
+    assert any("invalid duration 'soon'" in ln for ln in errors), err
+    assert any("unknown upstream 'nope'" in ln for ln in errors), err
+    assert lines[-1] == "reload failed: %s has errors (above); generation 1 keeps serving" % (
+        w.conf_path), err
+    assert len(lines) == 3, err
+    assert sorted(w.workers()) == workers
+    # a second refused reload answers again (the attempt count moves on)
+    rc, _, err2 = _dash_s(w, "reload")
+    assert rc == 1 and err2 == err, (err, err2)
+    # and a good one after it exits 0
+    cfg = proxy_config(w, b, port=w.port)
+    w.write(cfg)
+    rc, out, err = _dash_s(w, "reload")
+    assert rc == 0, (rc, err)
+
+
+def test_refused_reload_of_a_taken_address(weir, backend):
+    """Not only config errors: a listen address that cannot be bound."""
+    b = backend()
+    w = weir()
+    cfg = proxy_config(w, b)
+    w.start(cfg)
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    cfg["listeners"].append({"name": "second", "address": "127.0.0.1:%d" % port})
+    w.write(cfg)
+    rc, out, err = _dash_s(w, "reload")
+    taken.close()
+    assert rc == 1, (rc, err)
+    assert "cannot listen on 127.0.0.1:%d (listener second): Address already in use" % port in err
+    assert err.splitlines()[-1] == "reload failed; generation 1 keeps serving", err
+
+
+def test_dash_s_without_a_master(weir, backend, tmp_path):
+    b = backend()
+    w = weir()
+    w.write(proxy_config(w, b))
+    for cmd in ("reload", "stop", "quit", "reopen"):
+        rc, out, err = _dash_s(w, cmd)
+        assert rc == 1, (cmd, rc, err)
+        assert "no running master" in err and w.pid_file in err, err
+    # a stale pid file: the pid is not running
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    with open(w.pid_file, "w") as f:
+        f.write("%d\n" % dead.pid)
+    rc, out, err = _dash_s(w, "reload")
+    assert rc == 1 and "stale pid file" in err and str(dead.pid) in err, err
+    # a running process that is not a weir master gets no signal
+    sleeper = subprocess.Popen(["sleep", "30"])
+    try:
+        with open(w.pid_file, "w") as f:
+            f.write("%d\n" % sleeper.pid)
+        rc, out, err = _dash_s(w, "stop")
+        assert rc == 1 and "is not the weir master" in err, err
+        assert sleeper.poll() is None, "weir -s signalled a foreign process"
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_dash_s_reopen_and_quit_still_work(weir, backend, tmp_path):
+    b = backend()
+    w = weir()
+    log = tmp_path / "error.log"
+    w.start(proxy_config(w, b, error_log={"path": str(log)}))
+    os.rename(log, tmp_path / "error.log.1")
+    rc, out, err = _dash_s(w, "reopen")
+    assert rc == 0, err
+    assert wait_for(lambda: log.exists(), 5)
+    rc, out, err = _dash_s(w, "quit")
+    assert rc == 0, err
+    assert w.wait_exit(15) == 0
+    assert not os.path.exists(w.pid_file) and not os.path.exists(w.pid_file + ".status")
