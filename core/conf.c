@@ -29,6 +29,7 @@
 #include "arena.h"
 #include "modload.h"
 #include "phase.h"
+#include "privs.h"
 #include "vars.h"
 #include "weir_build.h"
 
@@ -643,11 +644,14 @@ static int top_routes(struct loader *L, void *obj, const weir_node_t *v)
 }
 
 /* modules_dir and modules were read before the modules were opened, and
- * limits before the listeners that copy them: no-op entries (fn NULL). */
+ * limits before the listeners that copy them; user and group are read
+ * together (privs_conf): no-op entries (fn NULL). */
 static const struct core_key top_keys[] = {
     {"workers", top_workers},
     {"pid_file", top_pid_file},
     {"error_log", top_error_log},
+    {"user", NULL},
+    {"group", NULL},
     {"modules_dir", NULL},
     {"modules", NULL},
     {"limits", NULL},
@@ -1309,6 +1313,7 @@ weir_conf_t *conf_load(const conf_options_t *opt)
     if (limits)
         top_limits(&L, NULL, limits);
     read_scope(&L, &L.main, top_keys, cf);
+    privs_conf(cf, weir_node_get(root, "user"), weir_node_get(root, "group"));
     if (cf->nlisteners == 0) {
         const weir_node_t *ln = weir_node_get(root, "listeners");
         weir_conf_error(cf, ln ? ln : &(weir_node_t){.file = cf->file},

@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "weir/module.h"
 
@@ -145,6 +146,10 @@ struct weir_conf {
     const char *modules_dir; /* resolved; -M overrides */
     const char *error_page;  /* template text read from file, or NULL */
     limits_t limits;
+    /* user:, group: the workers' identity (privs.h); user NULL: unchanged */
+    const char *user, *group;
+    uid_t uid;
+    gid_t gid;
 
     module_slot_t *modules;
     size_t nmodules;

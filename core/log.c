@@ -35,6 +35,19 @@ int log_open(const char *path, int level)
     return 0;
 }
 
+int log_current_fd(void)
+{
+    return log_fd;
+}
+
+void log_adopt(int fd)
+{
+    /* the old error log is a local file: its close does not wait on I/O */
+    if (log_fd > 2)
+        close(log_fd);
+    log_fd = fd;
+}
+
 void log_set_level(int level)
 {
     log_level = level;

@@ -16,6 +16,11 @@
  * the log in use is then kept. */
 int log_open(const char *path, int level);
 void log_set_level(int level);
+/* The error log's descriptor (2 for stderr), for the master to pass on. */
+int log_current_fd(void);
+/* A worker takes the descriptor of the reopened error log (ctl.c); the old
+ * one is closed. */
+void log_adopt(int fd);
 void log_msg(weir_log_level_t level, const char *fmt, ...) WEIR_PRINTF(2, 3);
 void log_vmsg(const char *who, weir_log_level_t level, const char *fmt, va_list ap);
 

@@ -12,8 +12,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctl.h"
 #include "listen.h"
 #include "log.h"
+#include "logfile.h"
+#include "privs.h"
 #include "loop.h"
 #include "status.h"
 #include "worker.h"
@@ -29,6 +32,7 @@
 
 typedef struct worker_slot {
     pid_t pid;
+    int ctl_fd;            /* the master's end of the control channel, or -1 */
     uint64_t started;      /* monotonic ms */
     unsigned quick_deaths; /* consecutive deaths soon after start */
     uint64_t respawn_at;   /* monotonic ms; 0 = now */
@@ -68,21 +72,48 @@ static uint64_t monotonic_ms(void)
 
 /* ---------------------------------------------------------------- workers */
 
+static void close_ctl(worker_slot_t *s)
+{
+    if (s->ctl_fd >= 0)
+        close(s->ctl_fd);
+    s->ctl_fd = -1;
+}
+
+/* In a new worker: the master's ends of the other workers' channels. */
+static void close_other_ctls(void)
+{
+    for (generation_t *o = m.gens; o; o = o->next)
+        for (unsigned j = 0; j < o->nslots; j++)
+            close_ctl(&o->slots[j]);
+}
+
 static void spawn(generation_t *g, unsigned i)
 {
+    int sv[2] = {-1, -1};
     fflush(NULL); /* the worker ends through exit(): nothing buffered goes twice */
-    pid_t pid = fork();
+    pid_t pid = ctl_pair(sv) < 0 ? -1 : fork();
     if (pid < 0) {
-        log_error("fork failed: %s; retrying in a second", strerror(errno));
+        log_error("cannot start a worker: %s; retrying in a second", strerror(errno));
+        if (sv[0] >= 0) {
+            close(sv[0]);
+            close(sv[1]);
+        }
         g->slots[i].respawn_at = monotonic_ms() + 1000;
         return;
     }
     if (pid == 0) {
+        close(sv[0]);
+        close_other_ctls();
         listen_close_others(g->fds, g->cf->nlisteners);
-        worker_info_t info = {.cf = g->cf, .listen_fds = g->fds, .index = i, .count = g->nslots};
+        if (privs_drop(g->cf) < 0)
+            exit(1);
+        worker_info_t info = {.cf = g->cf, .listen_fds = g->fds, .index = i, .count = g->nslots,
+                              .ctl_fd = sv[1]};
         /* exit(), not _exit(): LeakSanitizer checks a worker's heap as it ends */
         exit(worker_main(&info));
     }
+    close(sv[1]);
+    g->slots[i].ctl_fd = sv[0];
     g->slots[i].pid = pid;
     g->slots[i].started = monotonic_ms();
     g->slots[i].respawn_at = 0;
@@ -151,6 +182,7 @@ static void child_exited(pid_t pid, int status)
             if (g->slots[i].pid != pid)
                 continue;
             g->slots[i].pid = 0;
+            close_ctl(&g->slots[i]);
             if (!g->draining && !m.stopping) {
                 schedule_restart(g, i, pid, status);
             } else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -188,6 +220,8 @@ static void respawn_due(void)
 /* Everything of g but its configuration, which stays the caller's. */
 static void generation_abandon(generation_t *g)
 {
+    for (unsigned i = 0; g->slots && i < g->nslots; i++)
+        close_ctl(&g->slots[i]);
     if (g->fds && g->cf)
         listen_release(g->cf, g->fds);
     free(g->fds);
@@ -218,6 +252,8 @@ static generation_t *generation_new(weir_conf_t *cf)
         free(slots);
         return NULL;
     }
+    for (unsigned i = 0; i < n; i++)
+        slots[i].ctl_fd = -1;
     g->id = ++m.last_id;
     g->cf = cf;
     g->fds = fds;
@@ -495,13 +531,19 @@ static void stop_all(int sig)
         generation_drain(g, sig);
 }
 
+/* The master opens every file anew, since the workers may not be allowed
+ * to (user:), and passes the descriptors to them (ctl.h). */
 static void reopen_logs(void)
 {
     const weir_conf_t *cf = m.gens->cf;
     if (log_open(cf->error_log, cf->error_log_level) < 0)
         log_error("reopen: cannot open error log %s: %s", cf->error_log, strerror(errno));
-    for (generation_t *g = m.gens; g; g = g->next)
-        signal_generation(g, SIGUSR1);
+    for (generation_t *g = m.gens; g; g = g->next) {
+        logfiles_reopen(g->cf);
+        for (unsigned i = 0; i < g->nslots; i++)
+            if (g->slots[i].pid > 0 && g->slots[i].ctl_fd >= 0)
+                ctl_send_logs(g->slots[i].ctl_fd, g->cf);
+    }
 }
 
 static void handle_signal(int sig)
@@ -555,6 +597,7 @@ static int start(weir_conf_t *cf)
         fprintf(stderr, "weir: cannot open error log %s: %s\n", cf->error_log, strerror(errno));
         return -1;
     }
+    privs_check_master(cf);
     int inherited = listen_inherit();
     generation_t *g = generation_new(cf);
     listen_close_unclaimed();

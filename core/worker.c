@@ -13,6 +13,7 @@
 
 #include "accept.h"
 #include "conn.h"
+#include "ctl.h"
 #include "proxy.h"
 #include "log.h"
 #include "logfile.h"
@@ -353,9 +354,6 @@ static void on_signal(loop_op_t *op, int res, unsigned flags)
         case SIGQUIT:
             start_drain();
             break;
-        case SIGUSR1:
-            logfiles_reopen(w.info->cf);
-            break;
         default:
             break;
         }
@@ -418,6 +416,8 @@ int worker_start(const worker_info_t *info)
     timer_init(&w.watch_timer, accept_watch);
     if (setup_signals() < 0 || proxy_init(cf) < 0)
         return -1;
+    if (info->ctl_fd > 0)
+        ctl_worker_start(info->ctl_fd, cf);
     conn_on_client_closed = worker_conn_closed;
     if (run_worker_hooks(cf, 1) < 0)
         return -1;

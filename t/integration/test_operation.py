@@ -1,13 +1,18 @@
 """Safe operation (issue 13): the command line an operator and systemd rely on.
 
 --help and --version; start-up failures on stderr even with error_log in a
-file, also under -d; -d detaching stdin, stdout and stderr.
+file, also under -d; -d detaching stdin, stdout and stderr; weir -s (reload
+answered, refused reloads with their errors, no master); user:/group: (the
+workers' identity read from /proc/PID/status, serving, reopening logs in a
+root-only directory, reloading, and not writing a root-only file).
 
 Assumptions: the tests run as root (the user: drop is tested for real with
 nobody/nogroup); a daemon started by -d is found through its pid file and
 stopped by the test that started it."""
 
+import grp
 import os
+import pwd
 import re
 import signal
 import socket
@@ -16,6 +21,10 @@ import subprocess
 import pytest
 
 from conftest import MODULES_DIR, WEIR_BIN, children_of, gone, get, to_yaml, wait_for
+
+
+TEST_MODULES = os.environ.get("WEIR_TEST_MODULES") or os.path.join(
+    os.path.dirname(MODULES_DIR), "t", "modules")
 
 
 def run(args, cwd, timeout=30, stdin=subprocess.DEVNULL):
@@ -274,3 +283,169 @@ def test_dash_s_reopen_and_quit_still_work(weir, backend, tmp_path):
     assert rc == 0, err
     assert w.wait_exit(15) == 0
     assert not os.path.exists(w.pid_file) and not os.path.exists(w.pid_file + ".status")
+
+
+# ------------------------------------------------------------ user, group
+
+
+NOBODY = pwd.getpwnam("nobody")
+NOGROUP = grp.getgrnam("nogroup")
+
+
+def _ids(pid):
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            k, _, v = ln.partition(":")
+            if k in ("Uid", "Gid", "Groups", "CapEff"):
+                out[k] = v.split()
+    return out
+
+
+def _assert_dropped(pid):
+    ids = _ids(pid)
+    assert ids["Uid"] == [str(NOBODY.pw_uid)] * 4, (pid, ids)
+    assert ids["Gid"] == [str(NOGROUP.gr_gid)] * 4, (pid, ids)
+    assert ids["Groups"] == [], (pid, ids)
+    assert int(ids["CapEff"][0], 16) == 0, (pid, ids)
+
+
+def _root_only_dir(tmp_path):
+    d = tmp_path / "logs"
+    d.mkdir(mode=0o700)
+    os.chmod(d, 0o700)
+    return d
+
+
+def _user_config(w, b, logs, **extra):
+    """Route /dead goes to a closed port: a 502 the worker logs."""
+    extra.setdefault("workers", 2)
+    cfg = w.config(upstreams={"b": {"servers": [b.addr]},
+                              "d": {"servers": ["127.0.0.1:%d" % _closed_port()]}},
+                   routes=[{"path": "/dead", "upstream": "d"}, {"path": "/", "upstream": "b"}],
+                   user="nobody", group="nogroup",
+                   modules=["router", "lb_roundrobin", "accesslog"],
+                   error_log={"path": str(logs / "error.log"), "level": "info"},
+                   access_log={"path": str(logs / "access.log"), "flush": "10ms"}, **extra)
+    return cfg
+
+
+def _closed_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_workers_run_as_user_and_group(weir, backend, tmp_path):
+    assert os.geteuid() == 0, "these tests run as root"
+    b = backend()
+    w = weir()
+    logs = _root_only_dir(tmp_path)
+    w.start(_user_config(w, b, logs))
+    workers = w.wait_workers(2)
+    for pid in workers:
+        _assert_dropped(pid)
+    assert _ids(w.pid)["Uid"] == ["0"] * 4, "the master keeps root"
+    for i in range(10):
+        assert get(w.port, "/u%d" % i).status == 200
+    assert wait_for(lambda: (logs / "access.log").exists() and
+                    (logs / "access.log").read_text().count("\n") == 10, 5)
+
+
+def test_reopen_in_a_root_only_directory(weir, backend, tmp_path):
+    """The master reopens the logs and hands them over: the workers could not
+    open anything in a 0700 root directory themselves."""
+    b = backend()
+    w = weir()
+    logs = _root_only_dir(tmp_path)
+    w.start(_user_config(w, b, logs, workers=1))
+    w.wait_workers(1)
+    assert get(w.port, "/before").status == 200
+    access, error = logs / "access.log", logs / "error.log"
+    assert wait_for(lambda: access.exists() and "/before" in access.read_text(), 5)
+    os.rename(access, logs / "access.log.1")
+    os.rename(error, logs / "error.log.1")
+    rc, out, err = _dash_s(w, "reopen")
+    assert rc == 0, err
+    assert wait_for(lambda: access.exists() and error.exists(), 5), os.listdir(logs)
+    # the worker writes the new files: the access log, and its own error log
+    # lines (a 502 from an upstream that refuses connections)
+    assert get(w.port, "/after").status == 200
+    assert get(w.port, "/dead").status == 502
+    assert wait_for(lambda: "/after" in access.read_text(), 5), access.read_text()
+    assert "/after" not in (logs / "access.log.1").read_text()
+    worker = w.workers()[0]
+    assert wait_for(lambda: "] %d weir: upstream d " % worker in error.read_text(), 5), (
+        error.read_text())
+    assert "reopen: cannot" not in (logs / "error.log.1").read_text() + error.read_text()
+    os.kill(worker, signal.SIGKILL)        # a worker started later gets the new files too
+    assert wait_for(lambda: w.workers() and w.workers()[0] != worker, 10)
+    assert get(w.port, "/respawned").status == 200
+    assert wait_for(lambda: "/respawned" in access.read_text(), 5), access.read_text()
+    assert "worker 0 (pid %d) killed by signal 9" % worker in error.read_text()
+
+
+def test_reload_keeps_the_user(weir, backend, tmp_path):
+    b = backend()
+    w = weir()
+    logs = _root_only_dir(tmp_path)
+    w.start(_user_config(w, b, logs))
+    old = w.wait_workers(2)
+    rc, out, err = _dash_s(w, "reload")
+    assert rc == 0, err
+    new = wait_for(lambda: (lambda k: k if len(k) == 2 and not set(k) & set(old) else None)(
+        w.workers()), 15)
+    assert new, (old, w.workers())
+    for pid in new:
+        _assert_dropped(pid)
+    assert get(w.port, "/").status == 200
+
+
+def test_worker_cannot_write_a_root_only_file(weir, backend, tmp_path):
+    b = backend()
+    w = weir()
+    secret = tmp_path / "secret"
+    secret.write_text("root only\n")
+    os.chmod(secret, 0o600)
+    cfg = proxy_config(w, b, user="nobody",
+                       modules=["router", "lb_roundrobin",
+                                {"name": "write_probe",
+                                 "path": os.path.join(TEST_MODULES, "write_probe.so")}],
+                       write_probe=str(secret))
+    w.start(cfg)
+    assert wait_for(lambda: "write_probe: %s:" % secret in w.log(), 5), w.log()
+    assert "write_probe: %s: Permission denied (uid %d)" % (secret, NOBODY.pw_uid) in w.log()
+    # the same probe without user: opens it (the test can fail)
+    w.stop()
+    w2 = weir("root")
+    cfg = proxy_config(w2, b, modules=cfg["modules"], write_probe=str(secret))
+    w2.start(cfg)
+    assert wait_for(lambda: "write_probe: %s: opened (uid 0)" % secret in w2.log(), 5), w2.log()
+    assert secret.read_text() == "root only\n"
+
+
+@pytest.mark.parametrize("key,value,word", [
+    ("user", "no-such-user-weir", "unknown user 'no-such-user-weir'"),
+    ("group", "no-such-group-weir", "unknown group 'no-such-group-weir'"),
+])
+def test_unknown_user_or_group_is_a_config_error(weir, backend, tmp_path, key, value, word):
+    b = backend()
+    w = weir()
+    cfg = proxy_config(w, b, user="nobody")
+    cfg[key] = value
+    text = w.write(cfg)
+    line = [i for i, ln in enumerate(text.splitlines(), 1) if ln.startswith(key + ":")][0]
+    rc, out, err = run(["-t", "-c", w.conf_path, "-M", MODULES_DIR], w.dir)
+    assert rc == 1, (out, err)
+    assert re.search(r"weir\.yaml:%d:\d+: %s" % (line, re.escape(word)), err), err
+
+
+def test_group_needs_user(weir, backend):
+    b = backend()
+    w = weir()
+    cfg = proxy_config(w, b, group="nogroup")
+    w.write(cfg)
+    rc, out, err = run(["-t", "-c", w.conf_path, "-M", MODULES_DIR], w.dir)
+    assert rc == 1 and "'group' needs 'user'" in err, err
