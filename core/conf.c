@@ -1330,6 +1330,7 @@ weir_conf_t *conf_load(const conf_options_t *opt)
 
     resolve_routes(&L);
     resolve_balancers(&L);
+    conf_start_checks(cf, opt->pid_file);
     if (!cf->nerrors)
         peers_reserve(cf); /* reports its own error */
 

@@ -188,6 +188,9 @@ typedef struct conf_options {
     /* A reload: the generation now serving, whose shared zones a new one may
      * carry on (NULL at start-up). */
     const weir_conf_t *previous;
+    /* -p: the pid file the master will write instead of pid_file (checked
+     * by conf_start_checks), or NULL. */
+    const char *pid_file;
     /* Where errors go, one message at a time ("file:line:col: text");
      * NULL prints them to stderr. The master's reload sends them to the
      * error log. */
@@ -199,6 +202,11 @@ typedef struct conf_options {
  * returning. */
 weir_conf_t *conf_load(const conf_options_t *opt);
 void conf_free(weir_conf_t *cf);
+
+/* Start-up needs beyond the config (conf_start.c): the error log opens
+ * (created if missing), the pid file's directory is writable. Config errors
+ * at the keys' positions. */
+void conf_start_checks(weir_conf_t *cf, const char *pid_override);
 
 /* Hands each error accumulated in cf to report, in order; NULL prints them
  * to stderr, one per line. */

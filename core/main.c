@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "loop.h"
 #include "master.h"
 #include "phase.h"
 #include "request.h"
@@ -86,7 +87,7 @@ int main(int argc, char **argv)
         case 'c': copt.file = optarg; break;
         case 'M': copt.modules_dir = optarg; break;
         case 'd': mopt.daemon = 1; break;
-        case 'p': mopt.pid_file = optarg; break;
+        case 'p': mopt.pid_file = copt.pid_file = optarg; break;
         case 't': test = 1; break;
         case 's': signal_name = optarg; break;
         case 'V': print_version(); return 0;
@@ -118,6 +119,13 @@ int main(int argc, char **argv)
         return rc;
     }
     if (test) {
+        char msg[512];
+        if (loop_probe(msg, sizeof(msg)) != 0) { /* the start's first step */
+            fprintf(stderr, "weir: %s\nweir: configuration file %s test failed\n", msg,
+                    copt.file);
+            conf_free(cf);
+            return 1;
+        }
         phases_print(cf, stdout);
         printf("weir: configuration file %s test is successful\n", copt.file);
         conf_free(cf);

@@ -449,3 +449,89 @@ def test_group_needs_user(weir, backend):
     w.write(cfg)
     rc, out, err = run(["-t", "-c", w.conf_path, "-M", MODULES_DIR], w.dir)
     assert rc == 1 and "'group' needs 'user'" in err, err
+
+
+# ----------------------------------------------------------------- weir -t
+
+
+def _t(w, extra=()):
+    return run(["-t", "-c", w.conf_path, "-M", MODULES_DIR] + list(extra), w.dir)
+
+
+def _line_of(text, needle):
+    return [i for i, ln in enumerate(text.splitlines(), 1) if needle in ln][0]
+
+
+def test_t_sees_an_unopenable_error_log(weir, backend, tmp_path):
+    b = backend()
+    w = weir()
+    cfg = proxy_config(w, b, error_log={"path": str(tmp_path / "missing" / "error.log")})
+    text = w.write(cfg)
+    rc, out, err = _t(w)
+    assert rc == 1, (out, err)
+    line = _line_of(text, "missing/error.log")
+    assert re.search(r"weir\.yaml:%d:\d+: cannot open error log %s: No such file or directory"
+                     % (line, re.escape(str(tmp_path / "missing" / "error.log"))), err), err
+    # and the start fails the same way, nothing serving
+    rc, out, err2 = run(["-c", w.conf_path, "-M", MODULES_DIR], w.dir)
+    assert rc == 1 and "cannot open error log" in err2, err2
+    # an error log that can be opened is created by -t, as the start would
+    cfg["error_log"] = {"path": str(tmp_path / "error.log")}
+    w.write(cfg)
+    rc, out, err = _t(w)
+    assert rc == 0, err
+    assert (tmp_path / "error.log").exists()
+
+
+def test_t_sees_an_unopenable_access_log(weir, backend, tmp_path):
+    b = backend()
+    w = weir()
+    cfg = proxy_config(w, b, modules=["router", "lb_roundrobin", "accesslog"],
+                       access_log={"path": str(tmp_path / "nodir" / "access.log")})
+    text = w.write(cfg)
+    rc, out, err = _t(w)
+    assert rc == 1, (out, err)
+    assert re.search(r"weir\.yaml:%d:\d+: cannot open log file .*nodir/access\.log"
+                     % _line_of(text, "nodir/access.log"), err), err
+
+
+def test_t_sees_a_missing_module_file(weir, backend, tmp_path):
+    b = backend()
+    w = weir()
+    cfg = proxy_config(w, b, modules=["router", "lb_roundrobin",
+                                      {"name": "headers", "path": str(tmp_path / "headers.so")}])
+    text = w.write(cfg)
+    rc, out, err = _t(w)
+    assert rc == 1, (out, err)
+    assert re.search(r"weir\.yaml:%d:\d+: .*headers\.so" % _line_of(text, "headers"), err), err
+
+
+def test_t_sees_an_unwritable_pid_file_directory(weir, backend, tmp_path):
+    b = backend()
+    w = weir()
+    cfg = proxy_config(w, b)
+    cfg["pid_file"] = str(tmp_path / "gone" / "weir.pid")
+    text = w.write(cfg)
+    rc, out, err = _t(w)
+    assert rc == 1, (out, err)
+    assert re.search(r"weir\.yaml:%d:\d+: cannot write pid file .*gone/weir\.pid"
+                     % _line_of(text, "pid_file"), err), err
+    # -p names the pid file the start would write: that one is checked
+    rc, out, err = _t(w, ["-p", str(tmp_path / "weir.pid")])
+    assert rc == 0, err
+    rc, out, err = _t(w, ["-p", str(tmp_path / "gone2" / "x.pid")])
+    assert rc == 1 and "gone2" in err, err
+
+
+@pytest.mark.skipif(not os.path.exists(os.path.join(MODULES_DIR, "tls.so")),
+                    reason="module tls not built")
+def test_t_sees_an_unreadable_certificate(weir, backend, tmp_path):
+    b = backend()
+    w = weir()
+    cfg = proxy_config(w, b, modules=["router", "lb_roundrobin", "tls"],
+                       listener={"tls": {"certificates": [
+                           {"cert": str(tmp_path / "no.pem"), "key": str(tmp_path / "no.key")}]}})
+    w.write(cfg)
+    rc, out, err = _t(w)
+    assert rc == 1, (out, err)
+    assert re.search(r"weir\.yaml:\d+:\d+: .*no\.pem", err), err

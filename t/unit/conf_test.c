@@ -408,6 +408,9 @@ START_TEST(test_full_config)
 {
     enter_tmpdir();
     write_file("error.html", "<h1>{{status}} {{reason}}</h1>\n");
+    /* the loader opens the error log and checks the pid file's directory */
+    ck_assert_int_eq(mkdir("run", 0755), 0);
+    ck_assert_int_eq(mkdir("logs", 0755), 0);
     weir_conf_t *cf = load_ok(full_yaml);
     const char *dir = weir_conf_dir(cf);
     char want[512];
