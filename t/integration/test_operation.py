@@ -381,7 +381,7 @@ def test_reopen_in_a_root_only_directory(weir, backend, tmp_path):
         error.read_text())
     assert "reopen: cannot" not in (logs / "error.log.1").read_text() + error.read_text()
     os.kill(worker, signal.SIGKILL)        # a worker started later gets the new files too
-    assert wait_for(lambda: w.workers() and w.workers()[0] != worker, 10)
+    assert wait_for(lambda: (lambda k: k and k[0] != worker)(w.workers()), 10)
     assert get(w.port, "/respawned").status == 200
     assert wait_for(lambda: "/respawned" in access.read_text(), 5), access.read_text()
     assert "worker 0 (pid %d) killed by signal 9" % worker in error.read_text()
