@@ -1274,7 +1274,7 @@ weir_conf_t *conf_load(const conf_options_t *opt)
 
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     cf->workers = cpus > 0 ? (unsigned)cpus : 1;
-    cf->pid_file = conf_resolve_path(cf, "weir.pid");
+    cf->pid_file = WEIR_PID_FILE; /* the system's, not the config's directory */
     cf->error_log = "stderr";
     cf->error_log_level = WEIR_LOG_INFO;
     cf->limits = default_limits;

@@ -54,6 +54,8 @@ static void print_version(void)
     printf("module ABI %d.%d\n", WEIR_ABI_MAJOR, WEIR_ABI_MINOR);
     printf("modules dir %s\n", WEIR_MODULES_DIR);
     printf("default config %s\n", WEIR_DEFAULT_CONFIG);
+    printf("default pid file %s\n", WEIR_PID_FILE);
+    printf("log dir %s\n", WEIR_LOG_DIR);
     printf("build %s\n", WEIR_BUILD_OPTIONS);
 }
 

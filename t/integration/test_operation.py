@@ -535,3 +535,44 @@ def test_t_sees_an_unreadable_certificate(weir, backend, tmp_path):
     rc, out, err = _t(w)
     assert rc == 1, (out, err)
     assert re.search(r"weir\.yaml:\d+:\d+: .*no\.pem", err), err
+
+
+# ------------------------------------------------------------ default paths
+
+
+def _version_field(name):
+    rc, out, err = run(["-V"], "/")
+    m = re.search(r"^%s (.+)$" % re.escape(name), out, re.M)
+    assert m, out
+    return m.group(1)
+
+
+def test_default_pid_file_is_the_systems(weir, backend, tmp_path):
+    """No pid_file: the run directory weir was built with, whatever the
+    config's directory. weir runs with a private /run, looked at through
+    /proc/PID/root."""
+    default = _version_field("default pid file")
+    assert default.startswith("/") and default.endswith("/weir.pid"), default
+    b = backend()
+    w = weir()
+    cfg = proxy_config(w, b)
+    del cfg["pid_file"]
+    w.start(cfg, private=True)
+    inside = "/proc/%d/root%s" % (w.pid, default)
+    assert wait_for(lambda: read_pid(inside) == w.pid, 5), w.log()
+    assert not os.path.exists(os.path.join(w.dir, "weir.pid"))
+    assert os.path.exists(inside + ".status")
+    w.stop()
+
+
+def test_pid_file_option_overrides(weir, backend, tmp_path):
+    b = backend()
+    w = weir()
+    cfg = proxy_config(w, b)
+    del cfg["pid_file"]
+    other = tmp_path / "other.pid"
+    w.start(cfg, args=["-p", str(other)])
+    assert wait_for(lambda: read_pid(other) == w.pid, 5), w.log()
+    # -s with the same -p finds that master
+    rc, out, err = run(["-s", "reload", "-c", w.conf_path, "-p", str(other)], w.dir)
+    assert rc == 0, err
