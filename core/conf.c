@@ -39,6 +39,7 @@
 #include "metrics_core.h"
 #include "modload.h"
 #include "phase.h"
+#include "privs.h"
 #include "vars.h"
 #include "weir_build.h"
 
@@ -686,11 +687,14 @@ static int top_routes(struct loader *L, void *obj, const weir_node_t *v)
 }
 
 /* modules_dir and modules were read before the modules were opened, and
- * limits before the listeners that copy them: no-op entries (fn NULL). */
+ * limits before the listeners that copy them; user and group are read
+ * together (privs_conf): no-op entries (fn NULL). */
 static const struct core_key top_keys[] = {
     {"workers", top_workers},
     {"pid_file", top_pid_file},
     {"error_log", top_error_log},
+    {"user", NULL},
+    {"group", NULL},
     {"modules_dir", NULL},
     {"modules", NULL},
     {"limits", NULL},
@@ -1355,7 +1359,7 @@ weir_conf_t *conf_load(const conf_options_t *opt)
 
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     cf->workers = cpus > 0 ? (unsigned)cpus : 1;
-    cf->pid_file = conf_resolve_path(cf, "weir.pid");
+    cf->pid_file = WEIR_PID_FILE; /* the system's, not the config's directory */
     cf->error_log = "stderr";
     cf->error_log_level = WEIR_LOG_INFO;
     cf->limits = default_limits;
@@ -1395,6 +1399,7 @@ weir_conf_t *conf_load(const conf_options_t *opt)
     if (limits)
         top_limits(&L, NULL, limits);
     read_scope(&L, &L.main, top_keys, cf);
+    privs_conf(cf, weir_node_get(root, "user"), weir_node_get(root, "group"));
     /* said only when none is written: a refused entry was reported already */
     const weir_node_t *ln = weir_node_get(root, "listeners");
     if (!ln || ln->type == WEIR_NODE_NULL || (ln->type == WEIR_NODE_SEQUENCE && !ln->count))
@@ -1411,6 +1416,7 @@ weir_conf_t *conf_load(const conf_options_t *opt)
 
     resolve_routes(&L);
     resolve_balancers(&L);
+    conf_start_checks(cf, opt->pid_file);
     if (!cf->nerrors)
         peers_reserve(cf); /* reports its own error */
     if (!cf->nerrors)

@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
 
 #include "weir/module.h"
 
@@ -155,6 +156,10 @@ struct weir_conf {
     const char *modules_dir; /* resolved; -M overrides */
     const char *error_page;  /* template text read from file, or NULL */
     limits_t limits;
+    /* user:, group: the workers' identity (privs.h); user NULL: unchanged */
+    const char *user, *group;
+    uid_t uid;
+    gid_t gid;
 
     module_slot_t *modules;
     size_t nmodules;
@@ -199,6 +204,9 @@ typedef struct conf_options {
     /* A reload: the generation now serving, whose shared zones a new one may
      * carry on (NULL at start-up). */
     const weir_conf_t *previous;
+    /* -p: the pid file the master will write instead of pid_file (checked
+     * by conf_start_checks), or NULL. */
+    const char *pid_file;
     /* Where errors go, one message at a time ("file:line:col: text");
      * NULL prints them to stderr. The master's reload sends them to the
      * error log. */
@@ -213,6 +221,11 @@ typedef struct conf_options {
 weir_conf_t *conf_load(const conf_options_t *opt);
 void conf_free(weir_conf_t *cf);
 
+/* Start-up needs beyond the config (conf_start.c): the error log opens
+ * (created if missing), the pid file's directory is writable. Config errors
+ * at the keys' positions. */
+void conf_start_checks(weir_conf_t *cf, const char *pid_override);
+
 /* Hands each error accumulated in cf to report, in order; NULL prints them
  * to stderr, one per line. */
 void conf_report_errors(const weir_conf_t *cf, void (*report)(const char *msg));
@@ -223,6 +236,10 @@ int conf_parse_address(const char *text, sockaddr_any_t *out, char *err, size_t 
 /* Value parsers shared with weir_node_*: 0 or -1. */
 int conf_parse_duration_ms(const char *s, uint64_t *out);
 int conf_parse_size(const char *s, uint64_t *out);
+/* A size as the config writes it, in the largest unit that holds it exactly
+ * ("16k", "1m", "512"); buf of WEIR_DURATION_LEN bytes; returns buf. The
+ * duration counterpart is the public weir_duration_text. */
+const char *conf_size_text(uint64_t bytes, char buf[WEIR_DURATION_LEN]);
 /* Closest candidate by edit distance, or NULL if none is close enough. */
 const char *conf_suggest(const char *word, const char *const *candidates, size_t n);
 

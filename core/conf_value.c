@@ -129,6 +129,43 @@ int conf_parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
+/* The largest unit that holds the value exactly, so what is printed parses
+ * back to the same value and reads as it was likely written ("30s", not
+ * "30000ms"; "90s" rather than "1m30s", one unit being easier to compare). */
+const char *weir_duration_text(uint64_t ms, char buf[WEIR_DURATION_LEN])
+{
+    static const struct {
+        uint64_t ms;
+        const char *unit;
+    } units[] = {{24ull * 3600 * 1000, "d"}, {3600 * 1000, "h"}, {60 * 1000, "m"},
+                 {1000, "s"}, {1, "ms"}};
+    size_t i = 0;
+    if (ms == 0) {
+        snprintf(buf, WEIR_DURATION_LEN, "0s");
+        return buf;
+    }
+    while (ms % units[i].ms)
+        i++;
+    snprintf(buf, WEIR_DURATION_LEN, "%llu%s", (unsigned long long)(ms / units[i].ms),
+             units[i].unit);
+    return buf;
+}
+
+const char *conf_size_text(uint64_t bytes, char buf[WEIR_DURATION_LEN])
+{
+    static const char units[] = "gmk";
+    uint64_t unit = 1024ull * 1024 * 1024;
+    for (size_t i = 0; i < 3; i++, unit /= 1024) {
+        if (bytes && bytes % unit == 0) {
+            snprintf(buf, WEIR_DURATION_LEN, "%llu%c", (unsigned long long)(bytes / unit),
+                     units[i]);
+            return buf;
+        }
+    }
+    snprintf(buf, WEIR_DURATION_LEN, "%llu", (unsigned long long)bytes);
+    return buf;
+}
+
 static int parse_port(const char *p, unsigned *port)
 {
     uint64_t v;

@@ -9,6 +9,14 @@
 
 static int log_fd = 2;
 static int log_level = WEIR_LOG_INFO;
+static int echo_errors;
+/* A reload's errors, for the status file; bounded, the log keeps them all. */
+#define CAPTURE_MAX 16384
+static struct {
+    int on;
+    size_t len;
+    char text[CAPTURE_MAX];
+} capture;
 
 static const char *const level_names[] = {"debug", "info", "notice", "warn", "error"};
 
@@ -27,9 +35,50 @@ int log_open(const char *path, int level)
     return 0;
 }
 
+int log_current_fd(void)
+{
+    return log_fd;
+}
+
+void log_adopt(int fd)
+{
+    /* the old error log is a local file: its close does not wait on I/O */
+    if (log_fd > 2)
+        close(log_fd);
+    log_fd = fd;
+}
+
 void log_set_level(int level)
 {
     log_level = level;
+}
+
+void log_echo_errors(int on)
+{
+    echo_errors = on;
+}
+
+void log_capture_begin(void)
+{
+    capture.on = 1;
+    capture.len = 0;
+    capture.text[0] = '\0';
+}
+
+const char *log_capture_end(void)
+{
+    capture.on = 0;
+    return capture.text;
+}
+
+static void capture_line(const char *msg, size_t len)
+{
+    if (capture.len + len + 2 > CAPTURE_MAX)
+        return;
+    memcpy(capture.text + capture.len, msg, len);
+    capture.len += len;
+    capture.text[capture.len++] = '\n';
+    capture.text[capture.len] = '\0';
 }
 
 int log_level_enabled(weir_log_level_t level)
@@ -51,11 +100,16 @@ void log_vmsg(const char *who, weir_log_level_t level, const char *fmt, va_list 
                      (int)getpid(), who ? who : "weir");
     if (k > 0 && (size_t)k < sizeof(line) - n)
         n += (size_t)k;
+    size_t text = n;
     k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
     if (k > 0)
         n += (size_t)k < sizeof(line) - n - 1 ? (size_t)k : sizeof(line) - n - 2;
+    if (capture.on && level >= WEIR_LOG_ERROR)
+        capture_line(line + text, n - text);
     line[n++] = '\n';
     ssize_t w = write(log_fd, line, n);
+    if (echo_errors && level >= WEIR_LOG_ERROR && log_fd != 2)
+        w = write(2, line, n);
     (void)w;
     errno = saved;
 }

@@ -14,10 +14,13 @@
  * be absorbed, but when the disk stalls, records are dropped and counted
  * instead of blocking the loop or growing memory.
  *
- * SIGUSR1 reopens by name through the ring (IORING_OP_OPENAT); the old
- * descriptor is closed once no write is using it. Records buffered before the
- * reopen go to whichever file is open when they are written. At worker exit
- * the loop keeps turning (up to EXIT_FLUSH_MS) until the queue is written.
+ * SIGUSR1 makes the master reopen each file by name and pass the new
+ * descriptors to the workers (ctl.c): a worker running as `user:` may not be
+ * allowed to open the file, and one started later inherits the new file.
+ * A worker swaps the descriptor in and closes the old one once no write is
+ * using it. Records buffered before the reopen go to whichever file is open
+ * when they are written. At worker exit the loop keeps turning (up to
+ * EXIT_FLUSH_MS) until the queue is written.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,12 +57,11 @@ struct weir_logfile {
     uint64_t flush_ms;
 
     /* worker side (each worker has its own copy of the generation) */
-    loop_op_t write_op, open_op;
+    loop_op_t write_op;
     struct timer flush_timer;
     lf_buf_t *cur;          /* being filled */
     lf_buf_t *head, *tail;  /* full; head is the one being written */
     size_t queued;          /* bytes held in cur and the queue */
-    int opening;
     unsigned writing;       /* buffers in the writev in flight, from head */
     struct iovec iov[MAX_IOV];
     int old_fd;             /* to close after the write in flight, or -1 */
@@ -166,24 +168,6 @@ static void on_flush_timer(struct timer *t)
     enqueue_current(f);
 }
 
-static void on_reopened(loop_op_t *op, int res, unsigned flags)
-{
-    (void)flags;
-    weir_logfile_t *f = from_op(op, offsetof(weir_logfile_t, open_op));
-    f->opening = 0;
-    if (res < 0) {
-        log_error("log file %s: reopen failed: %s; still writing to the old file", f->name,
-                  strerror(-res));
-        return;
-    }
-    int old = f->fd;
-    f->fd = res;
-    if (f->writing)
-        f->old_fd = old; /* the write in flight still uses it */
-    else
-        close_fd_async(old);
-}
-
 static void close_master_fd(void *arg)
 {
     weir_logfile_t *f = arg;
@@ -217,7 +201,6 @@ weir_logfile_t *weir_logfile_open(weir_conf_t *cf, const weir_node_t *node, cons
         return NULL;
     }
     f->write_op.cb = on_written;
-    f->open_op.cb = on_reopened;
     timer_init(&f->flush_timer, on_flush_timer);
     weir_conf_cleanup(cf, close_master_fd, f);
     f->next = cf->logfiles;
@@ -259,22 +242,66 @@ int weir_logfile_write(weir_logfile_t *f, const void *data, size_t len)
     return 0;
 }
 
-void logfiles_reopen(const weir_conf_t *cf)
+void logfiles_reopen(weir_conf_t *cf)
 {
     for (weir_logfile_t *f = cf->logfiles; f; f = f->next) {
-        if (!f->path || f->opening)
+        if (!f->path)
             continue;
-        struct io_uring_sqe *sqe = loop_sqe(g_loop);
-        io_uring_prep_openat(sqe, AT_FDCWD, f->path, OPEN_FLAGS, 0644);
-        loop_prep_op(sqe, &f->open_op);
-        f->opening = 1;
+        int fd = open(f->path, OPEN_FLAGS, 0644);
+        if (fd < 0) {
+            log_error("reopen: cannot open log file %s: %s; still writing to the old file",
+                      f->name, strerror(errno));
+            continue;
+        }
+        close(f->fd);
+        f->fd = fd;
     }
+}
+
+static weir_logfile_t *nth(const weir_conf_t *cf, size_t i)
+{
+    weir_logfile_t *f = cf->logfiles;
+    while (f && i--)
+        f = f->next;
+    return f;
+}
+
+size_t logfiles_count(const weir_conf_t *cf)
+{
+    size_t n = 0;
+    for (weir_logfile_t *f = cf->logfiles; f; f = f->next)
+        n++;
+    return n;
+}
+
+int logfiles_fd(const weir_conf_t *cf, size_t i)
+{
+    weir_logfile_t *f = nth(cf, i);
+    return f && f->path ? f->fd : -1;
+}
+
+int logfiles_adopt(const weir_conf_t *cf, size_t i, int fd)
+{
+    weir_logfile_t *f = nth(cf, i);
+    if (!f || !f->path)
+        return -1;
+    int old = f->fd;
+    f->fd = fd;
+    if (f->writing) {
+        if (f->old_fd >= 0) /* a second reopen before the write ended */
+            close_fd_async(old);
+        else
+            f->old_fd = old; /* the write in flight still uses it */
+    } else {
+        close_fd_async(old);
+    }
+    return 0;
 }
 
 static int busy(const weir_conf_t *cf)
 {
     for (weir_logfile_t *f = cf->logfiles; f; f = f->next)
-        if (f->head || f->writing || f->opening)
+        if (f->head || f->writing)
             return 1;
     return 0;
 }

@@ -2,11 +2,20 @@
  * weir [-c FILE] [-M DIR] [-d] [-p PIDFILE]   run (foreground unless -d)
  * weir -t [-c FILE]                           check the config, print the phase chains
  * weir -s reload|stop|quit|reopen [-c FILE]   signal the running master via its pid file
- * weir -V                                     version, ABI, modules dir, build options
+ * weir -V | --version                         version, ABI, modules dir, build options
+ * weir -h | --help                            usage
  *
  * Exit status: 0 success, 1 config or runtime error, 2 usage error.
+ *
+ * -s finds the master through its pid file and the status file beside it
+ * (status.h): no signal goes to a pid that is not running or not the master
+ * that wrote them. `-s reload` waits for the master's answer: exit 0 once
+ * the new generation's workers were started, 1 with the errors on stderr
+ * when the reload was refused, so `systemctl reload` fails on a broken
+ * config.
  */
 #include <errno.h>
+#include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +23,11 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "loop.h"
 #include "master.h"
 #include "phase.h"
 #include "request.h"
+#include "status.h"
 #include "weir_build.h"
 
 static void usage(FILE *out)
@@ -25,7 +36,8 @@ static void usage(FILE *out)
             "usage: weir [-c FILE] [-M DIR] [-d] [-p PIDFILE]\n"
             "       weir -t [-c FILE] [-M DIR]\n"
             "       weir -s reload|stop|quit|reopen [-c FILE] [-p PIDFILE]\n"
-            "       weir -V\n"
+            "       weir -V | --version\n"
+            "       weir -h | --help\n"
             "  -c FILE   config file (default %s)\n"
             "  -M DIR    modules directory, overrides modules_dir\n"
             "  -d        run in the background\n"
@@ -42,6 +54,8 @@ static void print_version(void)
     printf("module ABI %d.%d\n", WEIR_ABI_MAJOR, WEIR_ABI_MINOR);
     printf("modules dir %s\n", WEIR_MODULES_DIR);
     printf("default config %s\n", WEIR_DEFAULT_CONFIG);
+    printf("default pid file %s\n", WEIR_PID_FILE);
+    printf("log dir %s\n", WEIR_LOG_DIR);
     printf("build %s\n", WEIR_BUILD_OPTIONS);
 }
 
@@ -57,26 +71,6 @@ static int signal_number(const char *name)
     return 0;
 }
 
-static int signal_master(const char *name, const char *pid_file)
-{
-    int sig = signal_number(name);
-    FILE *f = fopen(pid_file, "r");
-    long pid = 0;
-    if (!f || fscanf(f, "%ld", &pid) != 1 || pid <= 0) {
-        fprintf(stderr, "weir: cannot read pid from %s: %s\n", pid_file,
-                f ? "no pid in file" : strerror(errno));
-        if (f)
-            fclose(f);
-        return 1;
-    }
-    fclose(f);
-    if (kill((pid_t)pid, sig) < 0) {
-        fprintf(stderr, "weir: kill(%ld, %s): %s\n", pid, name, strerror(errno));
-        return 1;
-    }
-    return 0;
-}
-
 int main(int argc, char **argv)
 {
     conf_options_t copt = {.file = WEIR_DEFAULT_CONFIG,
@@ -84,13 +78,18 @@ int main(int argc, char **argv)
                            .register_core_vars = core_vars_register};
     master_options_t mopt = {0};
     const char *signal_name = NULL;
+    static const struct option longopts[] = {
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
     int test = 0, opt;
-    while ((opt = getopt(argc, argv, "c:M:dp:ts:Vh")) != -1) {
+    while ((opt = getopt_long(argc, argv, "c:M:dp:ts:Vh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': copt.file = optarg; break;
         case 'M': copt.modules_dir = optarg; break;
         case 'd': mopt.daemon = 1; break;
-        case 'p': mopt.pid_file = optarg; break;
+        case 'p': mopt.pid_file = copt.pid_file = optarg; break;
         case 't': test = 1; break;
         case 's': signal_name = optarg; break;
         case 'V': print_version(); return 0;
@@ -116,11 +115,19 @@ int main(int argc, char **argv)
         return 1;
     }
     if (signal_name) {
-        int rc = signal_master(signal_name, mopt.pid_file ? mopt.pid_file : cf->pid_file);
+        int rc = status_signal_master(mopt.pid_file ? mopt.pid_file : cf->pid_file, signal_name,
+                                      signal_number(signal_name));
         conf_free(cf);
         return rc;
     }
     if (test) {
+        char msg[512];
+        if (loop_probe(msg, sizeof(msg)) != 0) { /* the start's first step */
+            fprintf(stderr, "weir: %s\nweir: configuration file %s test failed\n", msg,
+                    copt.file);
+            conf_free(cf);
+            return 1;
+        }
         phases_print(cf, stdout);
         printf("weir: configuration file %s test is successful\n", copt.file);
         conf_free(cf);

@@ -12,11 +12,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ctl.h"
 #include "listen.h"
 #include "log.h"
+#include "logfile.h"
+#include "privs.h"
 #include "loop.h"
 #include "metrics_core.h"
 #include "sdnotify.h"
+#include "status.h"
 #include "worker.h"
 
 /* A worker that dies this soon after its start counts as a quick death;
@@ -30,6 +34,7 @@
 
 typedef struct worker_slot {
     pid_t pid;
+    int ctl_fd;            /* the master's end of the control channel, or -1 */
     uint64_t started;      /* monotonic ms */
     unsigned quick_deaths; /* consecutive deaths soon after start */
     uint64_t respawn_at;   /* monotonic ms; 0 = now */
@@ -57,6 +62,7 @@ static struct {
     int stopping;
     pid_t upgrade_pid; /* the new binary's master, while it runs */
     char oldbin[PATH_MAX + 8];
+    unsigned reloads; /* HUPs taken, for the status file */
 } m;
 
 static uint64_t monotonic_ms(void)
@@ -68,21 +74,48 @@ static uint64_t monotonic_ms(void)
 
 /* ---------------------------------------------------------------- workers */
 
+static void close_ctl(worker_slot_t *s)
+{
+    if (s->ctl_fd >= 0)
+        close(s->ctl_fd);
+    s->ctl_fd = -1;
+}
+
+/* In a new worker: the master's ends of the other workers' channels. */
+static void close_other_ctls(void)
+{
+    for (generation_t *o = m.gens; o; o = o->next)
+        for (unsigned j = 0; j < o->nslots; j++)
+            close_ctl(&o->slots[j]);
+}
+
 static void spawn(generation_t *g, unsigned i)
 {
+    int sv[2] = {-1, -1};
     fflush(NULL); /* the worker ends through exit(): nothing buffered goes twice */
-    pid_t pid = fork();
+    pid_t pid = ctl_pair(sv) < 0 ? -1 : fork();
     if (pid < 0) {
-        log_error("fork failed: %s; retrying in a second", strerror(errno));
+        log_error("cannot start a worker: %s; retrying in a second", strerror(errno));
+        if (sv[0] >= 0) {
+            close(sv[0]);
+            close(sv[1]);
+        }
         g->slots[i].respawn_at = monotonic_ms() + 1000;
         return;
     }
     if (pid == 0) {
+        close(sv[0]);
+        close_other_ctls();
         listen_close_others(g->fds, g->cf->nlisteners);
-        worker_info_t info = {.cf = g->cf, .listen_fds = g->fds, .index = i, .count = g->nslots};
+        if (privs_drop(g->cf) < 0)
+            exit(1);
+        worker_info_t info = {.cf = g->cf, .listen_fds = g->fds, .index = i, .count = g->nslots,
+                              .ctl_fd = sv[1]};
         /* exit(), not _exit(): LeakSanitizer checks a worker's heap as it ends */
         exit(worker_main(&info));
     }
+    close(sv[1]);
+    g->slots[i].ctl_fd = sv[0];
     g->slots[i].pid = pid;
     g->slots[i].started = monotonic_ms();
     g->slots[i].respawn_at = 0;
@@ -129,10 +162,11 @@ static void schedule_restart(generation_t *g, unsigned i, pid_t pid, int status)
             delay = BACKOFF_MAX_MS;
     }
     s->respawn_at = now + delay;
+    char d[WEIR_DURATION_LEN];
     if (delay)
-        log_error("worker %u (pid %d) %s; restarting in %llums (it died %u times in a row "
+        log_error("worker %u (pid %d) %s; restarting in %s (it died %u times in a row "
                   "within a second of starting)",
-                  i, (int)pid, why, (unsigned long long)delay, s->quick_deaths);
+                  i, (int)pid, why, weir_duration_text(delay, d), s->quick_deaths);
     else
         log_error("worker %u (pid %d) %s; restarting", i, (int)pid, why);
 }
@@ -150,6 +184,7 @@ static void child_exited(pid_t pid, int status)
             if (g->slots[i].pid != pid)
                 continue;
             g->slots[i].pid = 0;
+            close_ctl(&g->slots[i]);
             if (!g->draining && !m.stopping) {
                 schedule_restart(g, i, pid, status);
                 metrics_worker_restart(g->cf);
@@ -185,14 +220,23 @@ static void respawn_due(void)
 
 /* ------------------------------------------------------------ generations */
 
-static void generation_free(generation_t *g)
+/* Everything of g but its configuration, which stays the caller's. */
+static void generation_abandon(generation_t *g)
 {
+    for (unsigned i = 0; g->slots && i < g->nslots; i++)
+        close_ctl(&g->slots[i]);
     if (g->fds && g->cf)
         listen_release(g->cf, g->fds);
-    conf_free(g->cf);
     free(g->fds);
     free(g->slots);
     free(g);
+}
+
+static void generation_free(generation_t *g)
+{
+    weir_conf_t *cf = g->cf;
+    generation_abandon(g);
+    conf_free(cf);
 }
 
 /* A generation for cf, its sockets acquired, no workers yet; NULL after
@@ -211,6 +255,8 @@ static generation_t *generation_new(weir_conf_t *cf)
         free(slots);
         return NULL;
     }
+    for (unsigned i = 0; i < n; i++)
+        slots[i].ctl_fd = -1;
     g->id = ++m.last_id;
     g->cf = cf;
     g->fds = fds;
@@ -300,6 +346,32 @@ static void remove_own_pid_file(const char *path)
     fclose(f);
 }
 
+/* ------------------------------------------------------------ status file */
+
+static void publish_status(int ok, const char *errors)
+{
+    if (m.pid_file[0] && !m.upgrade_pid)
+        status_write(m.pid_file, m.reloads, m.gens ? m.gens->id : 0, ok, errors);
+}
+
+static void reload(void);
+
+/* HUP: a reload whose outcome `weir -s reload` waits for (status.h). */
+static void reload_reported(void)
+{
+    unsigned before = m.gens->id;
+    m.reloads++;
+    log_capture_begin();
+    if (m.stopping) {
+        log_error("reload refused: the master is stopping");
+    } else {
+        sdnotify_reloading();
+        reload();
+        notify_serving(m.gens->id == before ? "reload failed (see the log); " : "");
+    }
+    publish_status(m.gens->id != before, log_capture_end());
+}
+
 /* ----------------------------------------------------------------- reload */
 
 static void report_to_log(const char *msg)
@@ -320,6 +392,7 @@ static int apply_master_settings(const weir_conf_t *old, const weir_conf_t *cf)
         if (write_pid_file(cf->pid_file) < 0)
             return -1;
         remove_own_pid_file(m.pid_file);
+        status_remove(m.pid_file);
         snprintf(m.pid_file, sizeof(m.pid_file), "%s", cf->pid_file);
     }
     return 0;
@@ -354,9 +427,10 @@ static void reload(void)
     generation_drain(cur, SIGQUIT);
     for (size_t i = 0; i < cf->nlisteners; i++)
         log_info("generation %u listening on %s", g->id, cf->listeners[i].address);
+    char d[WEIR_DURATION_LEN];
     log_notice("reload: generation %u started with %u workers; generation %u drains for up to "
-               "%llums",
-               g->id, g->nslots, cur->id, (unsigned long long)cur->cf->limits.shutdown_timeout);
+               "%s",
+               g->id, g->nslots, cur->id, weir_duration_text(cur->cf->limits.shutdown_timeout, d));
 }
 
 /* --------------------------------------------------------- binary upgrade */
@@ -408,25 +482,66 @@ static void upgrade_exited(int status)
     m.upgrade_pid = 0;
     if (m.pid_file[0] && !m.stopping && rename(m.oldbin, m.pid_file) < 0)
         write_pid_file(m.pid_file);
+    if (!m.stopping)
+        publish_status(1, "");
 }
 
 /* ------------------------------------------------------------------- main */
 
+/* -d. The parent stays until the daemon has started (pid file written) or
+ * failed, and exits 0 or with the daemon's status: `weir -d` with a port in
+ * use or an unwritable pid file fails where it was run, its reason on the
+ * terminal. The daemon says "started" through a pipe (detach_stdio). */
+static int daemon_pipe = -1;
+
 static int daemonize(void)
 {
-    pid_t pid = fork();
-    if (pid < 0)
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
         return -1;
-    if (pid > 0)
-        _exit(0);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    if (pid > 0) {
+        char c;
+        ssize_t n;
+        int status = 0;
+        close(p[1]);
+        do
+            n = read(p[0], &c, 1);
+        while (n < 0 && errno == EINTR);
+        if (n == 1)
+            _exit(0);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            ;
+        _exit(WIFEXITED(status) && WEXITSTATUS(status) ? WEXITSTATUS(status) : 1);
+    }
+    close(p[0]);
+    daemon_pipe = p[1];
     setsid();
-    int fd = open("/dev/null", O_RDWR);
+    return 0;
+}
+
+/* Start-up succeeded: a daemon lets go of the terminal (stdin, stdout and
+ * stderr become /dev/null) before its workers inherit them, and releases
+ * the waiting parent. */
+static void detach_stdio(void)
+{
+    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (fd >= 0) {
         dup2(fd, 0);
         dup2(fd, 1);
+        dup2(fd, 2);
         close(fd);
     }
-    return 0;
+    if (write(daemon_pipe, "1", 1) < 0)
+        log_warn("-d: cannot tell the starting process that weir runs: %s", strerror(errno));
+    close(daemon_pipe);
+    daemon_pipe = -1;
 }
 
 static void stop_all(int sig)
@@ -441,17 +556,24 @@ static void stop_all(int sig)
         generation_drain(g, sig);
 }
 
+/* The master opens every file anew, since the workers may not be allowed
+ * to (user:), and passes the descriptors to them (ctl.h). */
 static void reopen_logs(void)
 {
     const weir_conf_t *cf = m.gens->cf;
     if (log_open(cf->error_log, cf->error_log_level) < 0)
         log_error("reopen: cannot open error log %s: %s", cf->error_log, strerror(errno));
-    for (generation_t *g = m.gens; g; g = g->next)
-        signal_generation(g, SIGUSR1);
+    for (generation_t *g = m.gens; g; g = g->next) {
+        logfiles_reopen(g->cf);
+        for (unsigned i = 0; i < g->nslots; i++)
+            if (g->slots[i].pid > 0 && g->slots[i].ctl_fd >= 0)
+                ctl_send_logs(g->slots[i].ctl_fd, g->cf);
+    }
 }
 
 static void handle_signal(int sig)
 {
+    char d[WEIR_DURATION_LEN];
     switch (sig) {
     case SIGTERM:
     case SIGINT:
@@ -461,17 +583,12 @@ static void handle_signal(int sig)
     case SIGQUIT:
         if (m.stopping)
             break;
-        log_notice("graceful stop: draining for up to %llums",
-                   (unsigned long long)m.gens->cf->limits.shutdown_timeout);
+        log_notice("graceful stop: draining for up to %s",
+                   weir_duration_text(m.gens->cf->limits.shutdown_timeout, d));
         stop_all(SIGQUIT);
         break;
     case SIGHUP:
-        if (!m.stopping) {
-            unsigned before = m.gens->id;
-            sdnotify_reloading();
-            reload();
-            notify_serving(m.gens->id == before ? "reload failed (see the log); " : "");
-        }
+        reload_reported();
         break;
     case SIGUSR1:
         reopen_logs();
@@ -500,10 +617,12 @@ static void raise_fd_limit(void)
 static int start(weir_conf_t *cf)
 {
     raise_fd_limit();
+    log_echo_errors(1);
     if (log_open(cf->error_log, cf->error_log_level) < 0) {
         fprintf(stderr, "weir: cannot open error log %s: %s\n", cf->error_log, strerror(errno));
         return -1;
     }
+    privs_check_master(cf);
     int inherited = listen_inherit();
     generation_t *g = generation_new(cf);
     listen_close_unclaimed();
@@ -512,19 +631,28 @@ static int start(weir_conf_t *cf)
     if (inherited > 0)
         log_notice("binary upgrade: took over %d listening sockets", inherited);
     /* a new binary started by an upgrade stays in its parent's session */
-    if (m.opt->daemon && inherited <= 0 && daemonize() < 0)
+    if (m.opt->daemon && inherited <= 0 && daemonize() < 0) {
+        log_error("-d: cannot start the daemon: %s", strerror(errno));
+        generation_abandon(g);
         return -1;
-    if (m.pid_file[0] && write_pid_file(m.pid_file) < 0)
+    }
+    if (m.pid_file[0] && write_pid_file(m.pid_file) < 0) {
+        generation_abandon(g);
         return -1;
+    }
     for (size_t i = 0; i < cf->nlisteners; i++)
         log_notice("listening on %s", cf->listeners[i].address);
     log_notice("weir started: %u workers", g->nslots);
+    log_echo_errors(0);
+    if (daemon_pipe >= 0)
+        detach_stdio();
     generation_start(g);
     /* Serving: the sockets listen, so the kernel queues what arrives until
      * a worker accepts it. A master started by a binary upgrade is not the
      * service's main process yet: the old one hands that over as it quits. */
     if (inherited <= 0)
         notify_serving("");
+    publish_status(1, "");
     return 0;
 }
 
@@ -568,6 +696,7 @@ int master_run(weir_conf_t *cf, const conf_options_t *copt, const master_options
         tend_generations();
     }
     if (m.pid_file[0]) {
+        status_remove(m.pid_file);
         remove_own_pid_file(m.pid_file);
         if (m.oldbin[0])
             remove_own_pid_file(m.oldbin);

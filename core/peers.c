@@ -138,7 +138,8 @@ void peer_report(const weir_upstream_t *u, size_t i, int ok)
     if (until <= now &&
         atomic_compare_exchange_strong(&ps->down_until, &until, now + u->fail_timeout)) {
         atomic_store(&ps->fails, 0);
-        log_warn("upstream %s: server %s marked down for %llums after %u failures", u->name,
-                 u->peers[i].address, (unsigned long long)u->fail_timeout, fails);
+        char d[WEIR_DURATION_LEN];
+        log_warn("upstream %s: server %s marked down for %s after %u failures", u->name,
+                 u->peers[i].address, weir_duration_text(u->fail_timeout, d), fails);
     }
 }

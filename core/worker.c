@@ -13,6 +13,7 @@
 
 #include "accept.h"
 #include "conn.h"
+#include "ctl.h"
 #include "proxy.h"
 #include "log.h"
 #include "logfile.h"
@@ -137,8 +138,9 @@ static void episode_check(void)
 {
     if (!w.episode_start || w.paused || w.loop.now - w.resumed_at < PAUSE_EPISODE_END_MS)
         return;
-    log_info("accept runs again: %lu pauses in %llu ms (%lu connections open)", w.episode_pauses,
-             (unsigned long long)(w.resumed_at - w.episode_start), w.conns);
+    char d[WEIR_DURATION_LEN];
+    log_info("accept runs again: %lu pauses in %s (%lu connections open)", w.episode_pauses,
+             weir_duration_text(w.resumed_at - w.episode_start, d), w.conns);
     w.episode_start = 0;
     w.episode_pauses = 0;
 }
@@ -352,9 +354,6 @@ static void on_signal(loop_op_t *op, int res, unsigned flags)
         case SIGQUIT:
             start_drain();
             break;
-        case SIGUSR1:
-            logfiles_reopen(w.info->cf);
-            break;
         default:
             break;
         }
@@ -417,6 +416,8 @@ int worker_start(const worker_info_t *info)
     timer_init(&w.watch_timer, accept_watch);
     if (setup_signals() < 0 || proxy_init(cf) < 0)
         return -1;
+    if (info->ctl_fd > 0)
+        ctl_worker_start(info->ctl_fd, cf);
     conn_on_client_closed = worker_conn_closed;
     if (run_worker_hooks(cf, 1) < 0)
         return -1;

@@ -2,7 +2,8 @@
  * A worker process: one io_uring loop serving every listener until told to
  * stop. SIGTERM/SIGINT stop at once; SIGQUIT drains: stop accepting, close
  * idle connections, let in-flight requests finish (up to shutdown_timeout),
- * then exit.
+ * then exit. USR1 does nothing here: the master reopens the log files and
+ * passes them over the control channel (ctl.h).
  */
 #ifndef WEIR_WORKER_H
 #define WEIR_WORKER_H
@@ -13,6 +14,9 @@ typedef struct worker_info {
     const weir_conf_t *cf;
     const int *listen_fds;
     unsigned index, count;
+    /* The master's control channel (ctl.h); 0 for none (tests, fuzz
+     * targets): fd 0 is always stdin, /dev/null for a daemon. */
+    int ctl_fd;
 } worker_info_t;
 
 /* Runs the worker; returns the process exit status. */

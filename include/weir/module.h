@@ -73,6 +73,8 @@
  *        (weir_metrics_enable, weir_metrics_render); request timing and
  *        size for a log handler (weir_request_elapsed_us,
  *        weir_response_body_bytes).
+ *        weir_duration_text (durations in messages print as the config
+ *        writes them: "30s").
  */
 #ifndef WEIR_MODULE_H
 #define WEIR_MODULE_H
@@ -745,6 +747,12 @@ typedef enum weir_log_level {
  * at or above error_log.level. `m` may be NULL for the core. */
 void weir_log(const weir_module_t *m, weir_log_level_t level, const char *fmt, ...)
     WEIR_PRINTF(3, 4);
+
+/* (1.6) A duration for a message, written as the config writes it, in the
+ * largest unit that holds it exactly: "30s", "1m", "250ms", "0s" (never
+ * "30000ms"). buf has WEIR_DURATION_LEN bytes; returns buf. */
+#define WEIR_DURATION_LEN 24
+const char *weir_duration_text(uint64_t ms, char buf[WEIR_DURATION_LEN]);
 
 /* -------------------------------------------------------------- descriptor */
 

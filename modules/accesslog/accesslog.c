@@ -2,7 +2,8 @@
  * Module accesslog: one line per request, from a format with variables.
  *
  *   access_log:                  # top level, and per route
- *     path: access.log           # relative to the config file; "stdout"; "stderr"
+ *     path: access.log           # relative to the config file; "stdout"; "stderr";
+ *                                # default WEIR_LOG_DIR/access.log
  *     format: '$remote_addr - [$time_local] "$request" $status ...'
  *     format_json: false         # escape variable values for JSON strings
  *     buffer: 64k                # per worker, written when full ...
@@ -11,8 +12,10 @@
  *
  * Decisions:
  *  - With the module loaded and no `access_log:` key, requests are logged to
- *    access.log next to the config with the default format (SPEC §4 shows
- *    that as the default). `off` turns it off.
+ *    access.log in the log directory of the build (WEIR_LOG_DIR, e.g.
+ *    /var/log/weir), with the default format (SPEC §4 shows that format).
+ *    `off` turns it off. A relative path written in the config is relative
+ *    to the config file.
  *  - A route that sets `access_log:` as a mapping takes every field it does
  *    not name from the top-level access_log (so `{path: api.log}` keeps the
  *    top-level format); a route without the key logs like the top level.
@@ -31,7 +34,10 @@
 
 #include "weir/module.h"
 
-#define DEFAULT_PATH "access.log"
+#ifndef WEIR_LOG_DIR
+#define WEIR_LOG_DIR "/var/log/weir"
+#endif
+#define DEFAULT_PATH WEIR_LOG_DIR "/access.log"
 #define DEFAULT_FORMAT                                                                         \
     "$remote_addr - [$time_local] \"$request\" $status $body_bytes_sent $request_time "      \
     "\"$upstream_addr\""

@@ -242,9 +242,11 @@ static int parse_duration(weir_conf_t *cf, const weir_node_t *v, const char *key
 {
     if (weir_node_duration_ms(cf, v, out) < 0)
         return -1;
+    char d[WEIR_DURATION_LEN], min[WEIR_DURATION_LEN];
     if (*out < HC_INTERVAL_MIN_MS)
-        return weir_conf_error(cf, v, "health_check.%s %llums is too short: use at least %dms",
-                               key, (unsigned long long)*out, HC_INTERVAL_MIN_MS);
+        return weir_conf_error(cf, v, "health_check.%s %s is too short: use at least %s", key,
+                               weir_duration_text(*out, d),
+                               weir_duration_text(HC_INTERVAL_MIN_MS, min));
     return 0;
 }
 
@@ -351,12 +353,13 @@ static int parse_health_check(weir_conf_t *cf, const weir_node_t *node, void *fi
     }
     if (hc->timeout_ms > hc->interval_ms) {
         const weir_node_t *at = seen[4] ? seen[4] : seen[3] ? seen[3] : node;
+        char t[WEIR_DURATION_LEN], i[WEIR_DURATION_LEN];
         rc = weir_conf_error(cf, at,
-                             "health_check: timeout (%llums) is longer than interval (%llums); "
+                             "health_check: timeout (%s) is longer than interval (%s); "
                              "a check must end before the next starts: lower timeout or raise "
                              "interval",
-                             (unsigned long long)hc->timeout_ms,
-                             (unsigned long long)hc->interval_ms);
+                             weir_duration_text(hc->timeout_ms, t),
+                             weir_duration_text(hc->interval_ms, i));
     }
     return rc;
 }
@@ -593,11 +596,11 @@ static uint64_t time_left(const struct hc_probe *p)
 
 static void probe_fail(struct hc_probe *p, enum hc_step step, long res)
 {
-    char why[160];
+    char why[160], d[WEIR_DURATION_LEN];
 
     if (res == -ETIMEDOUT)
-        snprintf(why, sizeof(why), "timed out after %llums %s",
-                 (unsigned long long)p->c->check.timeout_ms, step_words[step]);
+        snprintf(why, sizeof(why), "timed out after %s %s",
+                 weir_duration_text(p->c->check.timeout_ms, d), step_words[step]);
     else
         snprintf(why, sizeof(why), "%s: %s", step_words[step], strerror((int)-res));
     probe_done(p, 0, why);

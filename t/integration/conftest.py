@@ -923,6 +923,12 @@ except Exception:
     _prctl = None
 
 
+# Weir.start(private=True): weir's own /run and /var/log (see there).
+PRIVATE_SYSTEM_DIRS = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                       "mount -t tmpfs weir-run /run && mount -t tmpfs weir-log /var/log && "
+                       'mkdir /var/log/weir && exec "$0" "$@"']
+
+
 def _die_with_parent():
     # if pytest is killed, do not leave a weir master behind (PR_SET_PDEATHSIG)
     if _prctl is not None:
@@ -970,12 +976,31 @@ class Weir:
         return text
 
     # -- run -------------------------------------------------------------
+    def _check_system_paths(self, args, private):
+        """weir's default pid file and access log are system paths (/run,
+        /var/log/weir): a test names its own, or runs with private=True."""
+        if private:
+            return
+        with open(self.conf_path) as f:
+            text = f.read()
+        if "pid_file" not in text and "-p" not in (args or []):
+            pytest.fail("the config has no pid_file: weir would write the system's pid file; "
+                        "set one (Weir.config does), pass -p, or start(private=True)")
+        if "accesslog" in text and "access_log" not in text:
+            pytest.fail("module accesslog without access_log: weir would write the system's "
+                        "log directory; set a path or start(private=True)")
+
     def start(self, cfg=None, args=None, wait=True, timeout=10.0, wrapper=None, binary=None,
-              modules_dir=None):
+              modules_dir=None, private=False):
+        """private: run weir in a mount namespace of its own with empty tmpfs
+        over /run and /var/log (and /var/log/weir made), so the system
+        defaults can be used and looked at (under /proc/PID/root) without
+        touching the host's."""
         if cfg is not None:
             self.write(cfg)
-        cmd = list(wrapper or []) + WRAPPER + [binary or WEIR_BIN, "-c", self.conf_path,
-                                     "-M", modules_dir or MODULES_DIR]
+        self._check_system_paths(args, private)
+        cmd = list(wrapper or []) + (PRIVATE_SYSTEM_DIRS if private else []) + WRAPPER + [
+            binary or WEIR_BIN, "-c", self.conf_path, "-M", modules_dir or MODULES_DIR]
         cmd += list(args or [])
         self.logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.logf,

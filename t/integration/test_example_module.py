@@ -249,7 +249,7 @@ def test_config_errors_at_file_line_col(weir, built, tmp_path):
     # a normal start with the same file refuses too, with the same messages
     w = weir("run")
     w.conf_path = str(conf)
-    w.start(wait=False)
+    w.start(wait=False, args=["-p", str(tmp_path / "weir.pid")])   # not the system's pid file
     rc = w.wait_exit(15)
     assert rc not in (None, 0), (rc, w.log())
     assert pos(15, '"X Bad"') + ": example_header: invalid character" in w.log(), w.log()

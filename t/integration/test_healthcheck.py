@@ -393,7 +393,7 @@ def test_config_errors_with_positions(tmp_path):
     want = [
         "11:7: health_check: unknown key 'tpye' (did you mean 'type'?)",
         "12:13: health_check.path 'health' must start with '/' (e.g. /health)",
-        "13:17: health_check.interval 0ms is too short: use at least 10ms",
+        "13:17: health_check.interval 0s is too short: use at least 10ms",
         "14:13: value 0 for 'rise' is out of range (expected 1..1000)",
         "15:28: health_check.expect_status '399-200': the range is reversed; write 200-399",
         "15:37: health_check.expect_status '700': status codes lie within 100-599",
@@ -402,7 +402,7 @@ def test_config_errors_with_positions(tmp_path):
         "16:13: health_check.host 'a b' is not a valid Host value (a name or address, "
         "optionally with :port)",
         "19:31: health_check.path is only used by type: http (remove it, or set type: http)",
-        "19:55: health_check: timeout (2000ms) is longer than interval (1000ms); a check must "
+        "19:55: health_check: timeout (2s) is longer than interval (1s); a check must "
         "end before the next starts: lower timeout or raise interval",
         "22:19: health_check: expected a mapping such as {type: http, path: /health, "
         "interval: 2s, timeout: 1s, rise: 2, fall: 3, expect_status: 200-399} (or {} for "

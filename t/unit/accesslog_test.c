@@ -6,13 +6,18 @@
  * t/integration/test_accesslog.py; the writing service in logfile_test.c.
  */
 #include <check.h>
+#include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conf.h"
 #include "request.h"
+#include "weir_build.h"
 
 static void enter_tmpdir(void)
 {
@@ -36,6 +41,7 @@ static weir_conf_t *load(const char *rest, char *err, size_t errlen)
     fputs(rest, f);
     fclose(f);
     conf_options_t opt = {.file = "weir.yaml",
+                          .pid_file = "weir.pid",
                           .modules_dir = getenv("WEIR_BUILD_MODULES"),
                           .core_handlers = core_phase_handlers,
                           .register_core_vars = core_vars_register};
@@ -68,24 +74,49 @@ static int exists(const char *path)
     return access(path, F_OK) == 0;
 }
 
+/* The default file is in the build's log directory (WEIR_LOG_DIR), never
+ * next to the config. A test that may open it runs in a mount namespace of
+ * its own (each test is a forked process) with a tmpfs over the log
+ * directory's parent, so it writes nothing into the system's; the suite
+ * runs as root, as the integration tests do. */
+#define DEFAULT_LOG WEIR_LOG_DIR "/access.log"
+
+static void private_log_dir(void)
+{
+    char parent[sizeof(WEIR_LOG_DIR)];
+    memcpy(parent, WEIR_LOG_DIR, sizeof(parent));
+    *strrchr(parent, '/') = '\0';
+    ck_assert_msg(unshare(CLONE_NEWNS) == 0, "unshare: %s (run the unit suites as root)",
+                  strerror(errno));
+    ck_assert_int_eq(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+    ck_assert_msg(mount("none", parent[0] ? parent : "/", "tmpfs", 0, NULL) == 0,
+                  "mount tmpfs on %s: %s", parent, strerror(errno));
+    ck_assert_int_eq(mkdir(WEIR_LOG_DIR, 0755), 0);
+}
+
 START_TEST(test_default_file_when_the_key_is_absent)
 {
+    private_log_dir();
     enter_tmpdir();
+    ck_assert(!exists(DEFAULT_LOG));
     load_ok("routes: [{path: /, upstream: u}]\n");
-    ck_assert(exists("access.log"));
+    ck_assert(exists(DEFAULT_LOG));
+    ck_assert(!exists("access.log")); /* not next to the config */
 }
 END_TEST
 
 START_TEST(test_off_opens_nothing)
 {
+    private_log_dir();
     enter_tmpdir();
     load_ok("access_log: off\nroutes: [{path: /, upstream: u}]\n");
-    ck_assert(!exists("access.log"));
+    ck_assert(!exists(DEFAULT_LOG));
 }
 END_TEST
 
 START_TEST(test_routes_own_files_and_inheritance)
 {
+    private_log_dir();
     enter_tmpdir();
     load_ok("access_log: {path: top.log}\n"
             "routes:\n"
@@ -95,19 +126,20 @@ START_TEST(test_routes_own_files_and_inheritance)
             "  - {path: /, upstream: u}\n");
     ck_assert(exists("top.log"));
     ck_assert(exists("a.log"));
-    ck_assert(!exists("access.log")); /* the /c/ route takes top.log from the top */
+    ck_assert(!exists(DEFAULT_LOG)); /* the /c/ route takes top.log from the top */
 }
 END_TEST
 
 START_TEST(test_route_turns_a_top_level_off_back_on)
 {
+    private_log_dir();
     enter_tmpdir();
     load_ok("access_log: off\n"
             "routes:\n"
             "  - {path: /a/, upstream: u, access_log: {path: only-a.log}}\n"
             "  - {path: /, upstream: u}\n");
     ck_assert(exists("only-a.log"));
-    ck_assert(!exists("access.log"));
+    ck_assert(!exists(DEFAULT_LOG));
 }
 END_TEST
 

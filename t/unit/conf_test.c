@@ -21,6 +21,7 @@
 
 #include "arena.h"
 #include "conf.h"
+#include "weir_build.h"
 #include "vars.h"
 #include "weir_build.h"
 
@@ -97,6 +98,7 @@ static weir_conf_t *load_dir(const char *yaml, const char *modules_dir, char *er
         .file = "weir.yaml",
         .modules_dir = modules_dir,
         .register_core_vars = test_vars,
+        .pid_file = "weir.pid", /* as -p: the test's directory, not the system's run dir */
     };
     char errfile[] = "stderr-XXXXXX";
     int fd, saved;
@@ -179,6 +181,38 @@ START_TEST(test_durations)
         if (durations[i].ok)
             ck_assert_msg(v == durations[i].ms, "'%s' -> %llu", durations[i].text,
                           (unsigned long long)v);
+    }
+}
+END_TEST
+
+/* Printed values are the largest exact unit and parse back to themselves. */
+static const struct {
+    uint64_t v;
+    const char *text;
+} printed_durations[] = {
+    {0, "0s"},          {250, "250ms"},   {1500, "1500ms"},     {30000, "30s"},
+    {90000, "90s"},     {60000, "1m"},    {3600000, "1h"},      {86400000, "1d"},
+    {UINT64_MAX, "18446744073709551615ms"},
+}, printed_sizes[] = {
+    {0, "0"}, {512, "512"}, {16384, "16k"}, {1048576, "1m"}, {1536, "1536"},
+    {1073741824, "1g"}, {3u << 30, "3g"},
+};
+
+START_TEST(test_printed_values)
+{
+    char buf[WEIR_DURATION_LEN];
+    for (size_t i = 0; i < sizeof(printed_durations) / sizeof(printed_durations[0]); i++) {
+        uint64_t back = 1;
+        ck_assert_str_eq(weir_duration_text(printed_durations[i].v, buf),
+                         printed_durations[i].text);
+        ck_assert_int_eq(conf_parse_duration_ms(buf, &back), 0);
+        ck_assert(back == printed_durations[i].v);
+    }
+    for (size_t i = 0; i < sizeof(printed_sizes) / sizeof(printed_sizes[0]); i++) {
+        uint64_t back = 1;
+        ck_assert_str_eq(conf_size_text(printed_sizes[i].v, buf), printed_sizes[i].text);
+        ck_assert_int_eq(conf_parse_size(buf, &back), 0);
+        ck_assert(back == printed_sizes[i].v);
     }
 }
 END_TEST
@@ -294,11 +328,10 @@ START_TEST(test_minimal_defaults)
     enter_tmpdir();
     weir_conf_t *cf = load_ok(LISTENER);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    char pid[512];
 
     ck_assert_uint_eq(cf->workers, (unsigned)(cpus > 0 ? cpus : 1));
-    snprintf(pid, sizeof(pid), "%s/weir.pid", weir_conf_dir(cf));
-    ck_assert_str_eq(cf->pid_file, pid);
+    /* the system's run directory, not the config's (the build's rundir) */
+    ck_assert_str_eq(cf->pid_file, WEIR_PID_FILE);
     ck_assert_str_eq(cf->error_log, "stderr");
     ck_assert_int_eq(cf->error_log_level, WEIR_LOG_INFO);
     ck_assert_str_eq(cf->modules_dir, getenv("WEIR_TEST_MODULES"));
@@ -380,6 +413,9 @@ START_TEST(test_full_config)
 {
     enter_tmpdir();
     write_file("error.html", "<h1>{{status}} {{reason}}</h1>\n");
+    /* the loader opens the error log and checks the pid file's directory */
+    ck_assert_int_eq(mkdir("run", 0755), 0);
+    ck_assert_int_eq(mkdir("logs", 0755), 0);
     weir_conf_t *cf = load_ok(full_yaml);
     const char *dir = weir_conf_dir(cf);
     char want[512];
@@ -1135,6 +1171,7 @@ static Suite *conf_suite(void)
     TCase *tc = tcase_create("values");
     tcase_add_test(tc, test_durations);
     tcase_add_test(tc, test_sizes);
+    tcase_add_test(tc, test_printed_values);
     tcase_add_test(tc, test_addresses);
     tcase_add_test(tc, test_suggest);
     suite_add_tcase(s, tc);
