@@ -12,6 +12,8 @@
 #include "log.h"
 
 #define POLL_MS 20
+/* how long -s waits for a master that is starting to write its status */
+#define STATUS_START_WAIT_MS 3000
 
 static void status_path(char *buf, size_t len, const char *pid_file)
 {
@@ -112,6 +114,13 @@ static long read_pid(const char *pid_file)
     return pid;
 }
 
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
 /* The master named by the pid file, checked against its status file; 0
  * after saying why there is none. */
 static long find_master(const char *pid_file, status_t *st)
@@ -126,7 +135,15 @@ static long find_master(const char *pid_file, status_t *st)
                 pid_file, pid);
         return 0;
     }
-    if (status_read(pid_file, st) < 0 || st->pid != pid || st->start != start_time(pid)) {
+    /* a master still starting has written its pid file but not yet its
+     * status (it does once its workers are forked): give it a moment */
+    int ours = 0;
+    for (long waited = 0; !ours && waited <= STATUS_START_WAIT_MS; waited += POLL_MS) {
+        ours = status_read(pid_file, st) == 0 && st->pid == pid && st->start == start_time(pid);
+        if (!ours && waited < STATUS_START_WAIT_MS)
+            sleep_ms(POLL_MS);
+    }
+    if (!ours) {
         fprintf(stderr,
                 "weir: no running master: pid %ld (from %s) is not the weir master that wrote "
                 "it (%s.status does not name it); no signal sent\n",
@@ -136,12 +153,6 @@ static long find_master(const char *pid_file, status_t *st)
     return pid;
 }
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
-}
 
 static int wait_reload(const char *pid_file, long pid, unsigned attempt)
 {

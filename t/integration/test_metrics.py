@@ -101,7 +101,8 @@ def owners(port):
                          capture_output=True, text=True, check=True).stdout
     found = {}
     for line in out.splitlines():
-        m = re.search(r"127\.0\.0\.1:(\d+)\s+users:\(\(\"weir\",pid=(\d+)", line)
+        # any process name: under valgrind the workers are "memcheck-amd64-"
+        m = re.search(r"127\.0\.0\.1:(\d+)\s+users:\(\(\"[^\"]*\",pid=(\d+)", line)
         if m:
             found[int(m.group(1))] = int(m.group(2))
     return found
