@@ -268,3 +268,8 @@ def test_T_keeps_odd_values(weir, backend, tmp_path):
     got = yaml.safe_load(text)["routes"][0]["response_headers"]["set"]
     assert got == headers
     check_elsewhere(text, tmp_path)
+
+
+def test_T_is_in_the_usage(tmp_path):
+    rc, out, err = run(["--help"], tmp_path)
+    assert rc == 0 and "weir -T [-c FILE]" in out and "\n  -T " in out, out
