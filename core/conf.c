@@ -251,7 +251,7 @@ static const limits_t default_limits = {
 
 /* ------------------------------------------------------ module directives */
 
-static size_t field_size(const weir_directive_t *d)
+size_t conf_field_size(const weir_directive_t *d)
 {
     switch (d->type) {
     case WEIR_DIRECTIVE_BOOL:
@@ -279,7 +279,7 @@ static int parse_directive(struct loader *L, const struct dref *r, int sidx, voi
     weir_conf_t *cf = L->cf;
     const weir_directive_t *d = r->d;
     const weir_module_t *m = cf->modules[r->module].desc;
-    size_t fsize = field_size(d);
+    size_t fsize = conf_field_size(d);
     unsigned char *field;
 
     if (!conf || d->offset + fsize > mod_conf_size(m, sidx))
@@ -398,7 +398,7 @@ static void forget_value(struct loader *L, struct inst *in, size_t i)
 {
     const struct dref *r = &L->dirs[i];
     void *conf = in->mconf[r->module];
-    size_t fs = field_size(r->d);
+    size_t fs = conf_field_size(r->d);
 
     in->set[i] = 0;
     if (conf && r->d->offset + fs <= mod_conf_size(L->cf->modules[r->module].desc, in->sidx))
@@ -521,7 +521,7 @@ static void apply_defaults(struct loader *L, struct inst *in)
             /* inherit the top-level value (set or default) */
             void *main = cf->modules[r->module].main_conf;
             const weir_module_t *m = cf->modules[r->module].desc;
-            size_t fs = field_size(d);
+            size_t fs = conf_field_size(d);
             if (main && conf && d->offset + fs <= mod_conf_size(m, WEIR_SCOPE_INDEX_MAIN) &&
                 d->offset + fs <= mod_conf_size(m, WEIR_SCOPE_INDEX_ROUTE))
                 memcpy((char *)conf + d->offset, (char *)main + d->offset, fs);
@@ -544,12 +544,14 @@ static int top_workers(struct loader *L, void *obj, const weir_node_t *v)
     if (v->type == WEIR_NODE_SCALAR && strcmp(v->scalar, "auto") == 0) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
         L->cf->workers = cpus > 0 ? (unsigned)cpus : 1;
+        L->cf->workers_auto = 1;
         return 0;
     }
     if (v->type == WEIR_NODE_SCALAR && v->scalar[0] >= '0' && v->scalar[0] <= '9') {
         if (weir_node_int(L->cf, v, 1, 1024, &n) < 0)
             return -1;
         L->cf->workers = (unsigned)n;
+        L->cf->workers_auto = 0;
         return 0;
     }
     return weir_conf_error(L->cf, v, "invalid value '%s' for 'workers' (expected auto or 1..1024)",
@@ -567,6 +569,11 @@ static int top_pid_file(struct loader *L, void *obj, const weir_node_t *v)
 }
 
 static const char *const level_names[] = {"debug", "info", "notice", "warn", "error"};
+
+const char *conf_level_name(int level)
+{
+    return level >= 0 && level < 5 ? level_names[level] : "info";
+}
 
 static int log_path(struct loader *L, void *obj, const weir_node_t *v)
 {
@@ -639,6 +646,7 @@ static int top_error_page(struct loader *L, void *obj, const weir_node_t *v)
     }
     buf[n] = '\0';
     cf->error_page = buf;
+    cf->error_page_path = path;
     fclose(fp);
     return 0;
 
@@ -1359,6 +1367,7 @@ weir_conf_t *conf_load(const conf_options_t *opt)
 
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     cf->workers = cpus > 0 ? (unsigned)cpus : 1;
+    cf->workers_auto = 1;
     cf->pid_file = WEIR_PID_FILE; /* the system's, not the config's directory */
     cf->error_log = "stderr";
     cf->error_log_level = WEIR_LOG_INFO;

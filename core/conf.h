@@ -57,6 +57,8 @@ struct weir_node {
     const char *key;           /* mapping key this node is the value of (for a
                                 * sequence item: the sequence's key), or NULL;
                                 * names the directive in type errors */
+    const char *path;          /* set by weir_conf_path: the scalar read as a
+                                * path, absolute; what weir -T prints */
 };
 
 /* How a scalar was written; CONF_STYLE_OTHER for block scalars (| and >)
@@ -150,11 +152,13 @@ struct weir_conf {
 
     /* top level, core-owned keys */
     unsigned workers;        /* resolved: auto = CPU count */
+    int workers_auto;        /* it was auto (weir -T prints auto, not the count) */
     const char *pid_file;    /* absolute or relative to dir, resolved */
     const char *error_log;   /* "stderr" or a resolved path */
     int error_log_level;     /* weir_log_level_t */
     const char *modules_dir; /* resolved; -M overrides */
     const char *error_page;  /* template text read from file, or NULL */
+    const char *error_page_path; /* the file it was read from, resolved */
     limits_t limits;
     /* user:, group: the workers' identity (privs.h); user NULL: unchanged */
     const char *user, *group;
@@ -240,6 +244,10 @@ int conf_parse_size(const char *s, uint64_t *out);
  * ("16k", "1m", "512"); buf of WEIR_DURATION_LEN bytes; returns buf. The
  * duration counterpart is the public weir_duration_text. */
 const char *conf_size_text(uint64_t bytes, char buf[WEIR_DURATION_LEN]);
+/* Bytes a module directive's value takes in its conf struct. */
+size_t conf_field_size(const weir_directive_t *d);
+/* "debug" .. "error" for a weir_log_level_t. */
+const char *conf_level_name(int level);
 /* Closest candidate by edit distance, or NULL if none is close enough. */
 const char *conf_suggest(const char *word, const char *const *candidates, size_t n);
 

@@ -366,6 +366,27 @@ const char *conf_resolve_path(weir_conf_t *cf, const char *p)
     return out;
 }
 
+const char *weir_conf_path(weir_conf_t *cf, const weir_node_t *n)
+{
+    char fk[128];
+    const char *s = weir_node_scalar(n), *p;
+
+    if (!s || !*s) {
+        for_key(n, fk, sizeof(fk));
+        weir_conf_error(cf, n, "expected a file path%s, got %s", fk,
+                        s ? "an empty string" : conf_node_type_word(n));
+        return NULL;
+    }
+    if (!(p = conf_resolve_path(cf, s))) {
+        weir_conf_error(cf, n, "out of memory");
+        return NULL;
+    }
+    /* The node is the generation's, in its arena; modules hold it const
+     * only so they cannot change what they read. */
+    ((weir_node_t *)n)->path = p;
+    return p;
+}
+
 int weir_conf_cleanup(weir_conf_t *cf, void (*fn)(void *arg), void *arg)
 {
     return arena_cleanup(cf->arena, fn, arg);

@@ -1,6 +1,7 @@
 /*
  * weir [-c FILE] [-M DIR] [-d] [-p PIDFILE]   run (foreground unless -d)
  * weir -t [-c FILE]                           check the config, print the phase chains
+ * weir -T [-c FILE]                           check it as -t does, print the effective config
  * weir -s reload|stop|quit|reopen [-c FILE]   signal the running master via its pid file
  * weir -V | --version                         version, ABI, modules dir, build options
  * weir -h | --help                            usage
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "conf_dump.h"
 #include "loop.h"
 #include "master.h"
 #include "phase.h"
@@ -35,6 +37,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: weir [-c FILE] [-M DIR] [-d] [-p PIDFILE]\n"
             "       weir -t [-c FILE] [-M DIR]\n"
+            "       weir -T [-c FILE] [-M DIR] [-p PIDFILE]\n"
             "       weir -s reload|stop|quit|reopen [-c FILE] [-p PIDFILE]\n"
             "       weir -V | --version\n"
             "       weir -h | --help\n"
@@ -43,6 +46,8 @@ static void usage(FILE *out)
             "  -d        run in the background\n"
             "  -p FILE   pid file, overrides pid_file\n"
             "  -t        test the config and exit (0 ok, 1 errors)\n"
+            "  -T        test it as -t does, then print the effective config as YAML\n"
+            "            (every key, defaults included; -t accepts it)\n"
             "  -s SIG    send a signal to the running master\n"
             "  -V        print version and build information\n",
             WEIR_DEFAULT_CONFIG);
@@ -83,14 +88,15 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    int test = 0, opt;
-    while ((opt = getopt_long(argc, argv, "c:M:dp:ts:Vh", longopts, NULL)) != -1) {
+    int test = 0, opt; /* 1: -t, 2: -T */
+    while ((opt = getopt_long(argc, argv, "c:M:dp:tTs:Vh", longopts, NULL)) != -1) {
         switch (opt) {
         case 'c': copt.file = optarg; break;
         case 'M': copt.modules_dir = optarg; break;
         case 'd': mopt.daemon = 1; break;
         case 'p': mopt.pid_file = copt.pid_file = optarg; break;
         case 't': test = 1; break;
+        case 'T': test = 2; break;
         case 's': signal_name = optarg; break;
         case 'V': print_version(); return 0;
         case 'h': usage(stdout); return 0;
@@ -128,8 +134,13 @@ int main(int argc, char **argv)
             conf_free(cf);
             return 1;
         }
-        phases_print(cf, stdout);
-        printf("weir: configuration file %s test is successful\n", copt.file);
+        /* -T: stdout is the YAML alone, so it can be redirected to a file */
+        if (test == 2)
+            conf_dump(cf, mopt.pid_file, stdout);
+        else
+            phases_print(cf, stdout);
+        fprintf(test == 2 ? stderr : stdout, "weir: configuration file %s test is successful\n",
+                copt.file);
         conf_free(cf);
         return 0;
     }

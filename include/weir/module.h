@@ -75,6 +75,8 @@
  *        weir_response_body_bytes).
  *        weir_duration_text (durations in messages print as the config
  *        writes them: "30s").
+ *   1.7  weir_conf_path: a path read from a node, made absolute against
+ *        the config's directory, which `weir -T` prints in its place.
  */
 #ifndef WEIR_MODULE_H
 #define WEIR_MODULE_H
@@ -89,7 +91,7 @@ extern "C" {
 #endif
 
 #define WEIR_ABI_MAJOR 1
-#define WEIR_ABI_MINOR 6
+#define WEIR_ABI_MINOR 7
 
 /* Marks the descriptor as the one symbol a module exports. */
 #define WEIR_MODULE_EXPORT __attribute__((visibility("default")))
@@ -176,6 +178,13 @@ void *weir_conf_alloc(weir_conf_t *cf, size_t size);
 char *weir_conf_strdup(weir_conf_t *cf, const char *s);
 /* Directory of the main config file, for resolving relative paths. */
 const char *weir_conf_dir(const weir_conf_t *cf);
+/* (1.7) The scalar n read as a file path: its text when absolute, else
+ * joined to weir_conf_dir; conf lifetime. NULL after weir_conf_error when n
+ * is not a non-empty string. Read every path of a module's keys through
+ * here: `weir -T` then prints the node as this absolute path, so its output
+ * names the same file from any directory (it cannot tell a path from other
+ * text by itself). */
+const char *weir_conf_path(weir_conf_t *cf, const weir_node_t *n);
 /* (1.1) Runs fn(arg) when the generation is freed, in every process that
  * holds it (master and workers), latest registered first: the place to free
  * what a library allocated for the config (compiled regexes, SSL_CTX). */

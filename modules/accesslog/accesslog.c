@@ -81,7 +81,9 @@ static int parse_field(weir_conf_t *cf, al_conf_t *c, const char *key, const wei
         c->has |= HAS_PATH;
         if (strcmp(c->path, "off") == 0)
             c->off = 1;
-        return 0;
+        else if (strcmp(c->path, "stdout") != 0 && strcmp(c->path, "stderr") != 0)
+            c->path = weir_conf_path(cf, v); /* absolute, as `weir -T` prints it */
+        return c->path ? 0 : -1;
     }
     if (strcmp(key, "format") == 0) {
         if (!(c->format = weir_node_scalar(v)))

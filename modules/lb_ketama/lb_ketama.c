@@ -38,7 +38,7 @@
  *     below total / (40 * servers)); that server then gets no keys. This is
  *     kept for compatibility and logged as a warning at load.
  *   - hash_key on an upstream whose balancer is not ketama is ignored, with a
- *     warning at load.
+ *     warning at load (none when it says the default, as `weir -T` prints).
  *
  * Memory and cost: both rings are built once per configuration generation
  * in balancer init (config arena), read-only afterwards. A pick renders the
@@ -52,6 +52,8 @@
 #include "weir/module.h"
 
 #include "continuum.h"
+
+#define HASH_KEY_DEFAULT "$request_uri"
 
 struct ketama_upstream_conf {
     weir_template_t *hash_key;
@@ -184,7 +186,9 @@ static int ketama_pick(weir_request_t *r, weir_upstream_t *u, void *state)
 }
 
 /* hash_key means nothing to another balancer: say so rather than ignore it
- * silently. The upstream nodes are only readable here, in conf_done. */
+ * silently. The upstream nodes are only readable here, in conf_done. One
+ * that says the default is left alone: `weir -T` writes it into every
+ * upstream, and it asks for nothing another balancer fails to do. */
 static int ketama_conf_done(weir_conf_t *cf)
 {
     for (size_t i = 0; i < weir_conf_upstream_count(cf); i++) {
@@ -194,6 +198,10 @@ static int ketama_conf_done(weir_conf_t *cf)
         const weir_node_t *bal = node ? weir_node_get(node, "balancer") : NULL;
         const char *name = bal ? weir_node_scalar(bal) : NULL;
 
+        const char *text = key ? weir_node_scalar(key) : NULL;
+
+        if (text && strcmp(text, HASH_KEY_DEFAULT) == 0)
+            continue;
         if (key != NULL && (name == NULL || strcmp(name, "ketama") != 0))
             weir_log(&weir_module, WEIR_LOG_WARN,
                      "%s:%u: upstream \"%s\": hash_key is ignored: its balancer is \"%s\", "
@@ -216,7 +224,7 @@ static const weir_directive_t ketama_directives[] = {
      .scopes = WEIR_SCOPE_UPSTREAM,
      .type = WEIR_DIRECTIVE_TEMPLATE,
      .offset = offsetof(struct ketama_upstream_conf, hash_key),
-     .default_value = "$request_uri",
+     .default_value = HASH_KEY_DEFAULT,
      .help = "the key the ketama balancer hashes, a variable template (default $request_uri)"},
     {.key = NULL},
 };

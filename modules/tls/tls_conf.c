@@ -74,20 +74,11 @@ static const char *scalar_of(weir_conf_t *cf, const weir_node_t *n, const char *
     return s;
 }
 
-/* A path relative to the config file's directory, in conf memory. */
+/* A path relative to the config file's directory, in conf memory; read
+ * through weir_conf_path so that `weir -T` prints it absolute. */
 static const char *path_of(weir_conf_t *cf, const weir_node_t *n, const char *key)
 {
-    const char *s = scalar_of(cf, n, key);
-    if (!s)
-        return NULL;
-    if (s[0] == '/')
-        return s;
-    char buf[PATH_MAX];
-    if ((size_t)snprintf(buf, sizeof(buf), "%s/%s", weir_conf_dir(cf), s) >= sizeof(buf)) {
-        weir_conf_error(cf, n, "tls: path too long");
-        return NULL;
-    }
-    return weir_conf_strdup(cf, buf);
+    return scalar_of(cf, n, key) ? weir_conf_path(cf, n) : NULL;
 }
 
 /* Rejects keys nobody reads: a typo must not silently mean a default. */

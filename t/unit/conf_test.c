@@ -21,6 +21,7 @@
 
 #include "arena.h"
 #include "conf.h"
+#include "conf_dump.h"
 #include "weir_build.h"
 #include "vars.h"
 #include "weir_build.h"
@@ -1165,6 +1166,252 @@ START_TEST(test_modules_dir)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------ weir -T */
+
+/* A fresh generation with an arena, for reading YAML alone. */
+static weir_conf_t *bare_conf(void)
+{
+    weir_conf_t *c = calloc(1, sizeof(*c));
+    ck_assert_ptr_nonnull(c);
+    c->arena = arena_new(4096, 0);
+    ck_assert_ptr_nonnull(c->arena);
+    c->file = "weir.yaml";
+    c->dir = ".";
+    c->errors_tail = &c->errors;
+    return c;
+}
+
+static void print_scalar(FILE *fp, const void *s)
+{
+    conf_dump_scalar(fp, s);
+}
+
+static void print_conf(FILE *fp, const void *cf)
+{
+    conf_dump(cf, NULL, fp);
+}
+
+/* What print writes, as a malloc'd string. */
+static char *printed(void (*print)(FILE *, const void *), const void *arg)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&text, &len);
+    ck_assert_ptr_nonnull(fp);
+    print(fp, arg);
+    fclose(fp);
+    return text;
+}
+
+static char *quoted(const char *s)
+{
+    return printed(print_scalar, s);
+}
+
+/* Reads s back through the loader as a value, a key and a list item. */
+static void check_roundtrip(const char *s, const char *expect)
+{
+    char *q = quoted(s), yaml[512];
+    weir_conf_t *c = bare_conf();
+    snprintf(yaml, sizeof(yaml), "vk: %s\n%s: k\nlk:\n  - %s\n  - {m: %s}\n", q, q, q, q);
+    write_file("weir.yaml", yaml);
+    const weir_node_t *root = conf_yaml_read(c, "weir.yaml");
+    ck_assert_msg(root != NULL, "%s does not load: %s", yaml,
+                  c->errors ? c->errors->msg : "?");
+    const weir_node_t *v = weir_node_get(root, "vk"), *l = weir_node_get(root, "lk");
+    ck_assert_msg(weir_node_count(root) == 3, "%s read as %zu keys", yaml, weir_node_count(root));
+    ck_assert_msg(weir_node_type(v) == WEIR_NODE_SCALAR && strcmp(v->scalar, expect) == 0,
+                  "value %s read back as type %d", q, (int)weir_node_type(v));
+    ck_assert_msg(strcmp(root->keys[1]->scalar, expect) == 0, "key %s read back wrong", q);
+    ck_assert_str_eq(weir_node_scalar(weir_node_child(l, 0)), expect);
+    ck_assert_str_eq(weir_node_scalar(weir_node_get(weir_node_child(l, 1), "m")), expect);
+    arena_free(c->arena);
+    free(c);
+    free(q);
+}
+
+/* The shortest valid UTF-8 sequence that holds byte b (b alone below 0x80),
+ * or "" for the bytes UTF-8 never holds (0xc0, 0xc1, 0xf5..0xff). */
+static void utf8_with(unsigned b, char *out)
+{
+    unsigned char *o = (unsigned char *)out;
+    size_t n = 0;
+    if (b < 0x80)
+        o[n++] = (unsigned char)b;
+    else if (b <= 0xbf)
+        o[n++] = 0xc2, o[n++] = (unsigned char)b;
+    else if (b >= 0xc2 && b <= 0xdf)
+        o[n++] = (unsigned char)b, o[n++] = 0x80;
+    else if (b >= 0xe0 && b <= 0xef)
+        o[n++] = (unsigned char)b, o[n++] = b == 0xe0 ? 0xa0 : 0x80, o[n++] = 0x80;
+    else if (b >= 0xf0 && b <= 0xf4)
+        o[n++] = (unsigned char)b, o[n++] = b == 0xf0 ? 0x90 : 0x80, o[n++] = 0x80,
+        o[n++] = 0x80;
+    o[n] = 0;
+}
+
+START_TEST(test_dump_scalar_bytes)
+{
+    enter_tmpdir();
+    for (unsigned b = 1; b < 256; b++) {
+        char c[8], s[32];
+        utf8_with(b, c);
+        if (!*c) {
+            /* not UTF-8: no YAML can hold it; still valid YAML, read as
+             * U+00HH (see conf_dump.h) */
+            char in[4] = {'a', (char)b, 'b', 0}, want[8];
+            snprintf(want, sizeof(want), "a%c%cb", 0xc0 | (b >> 6), 0x80 | (b & 0x3f));
+            check_roundtrip(in, want);
+            continue;
+        }
+        check_roundtrip(c, c);
+        snprintf(s, sizeof(s), "a%sb", c);
+        check_roundtrip(s, s);
+        snprintf(s, sizeof(s), " %s%s ", c, c);
+        check_roundtrip(s, s);
+    }
+}
+END_TEST
+
+static const char *const tricky[] = {
+    "", " ", "~", "null", "NULL", "Null", "true", "no", "123", "0x1f", "- a", "-", "--", "---",
+    "...", "a: b", "a:", ":a", "a #b", "a#b", "#a", "'", "\"", "\\", "''", "'a'", "\"a\"",
+    "[a]", "{a}", "a,b", "a]", "*x", "&x", "!x", "|", ">", "%x", "@x", "`x", "?x", "? x",
+    "<<", "=", "=/healthz", "~^/img/.*\\.png$", "^~/static/", "$host ${x}", "a\nb", "a\n",
+    "\n", "\t", "a\tb", "\r\n", "\x7f", "\xc3\xa9t\xc3\xa9", "\xe2\x80\xa8", "\xe2\x80\xa9",
+    "\xc2\x85", "\xef\xbb\xbf", "\xef\xbf\xbe", "\xef\xbf\xbf", "\xf0\x9f\x98\x80", "  lead",
+    "trail  ", "it's: #here", "a\\nb", "\\x41", "%2F", "*.example.com",
+};
+
+START_TEST(test_dump_scalar_forms)
+{
+    enter_tmpdir();
+    for (size_t i = 0; i < sizeof(tricky) / sizeof(tricky[0]); i++)
+        check_roundtrip(tricky[i], tricky[i]);
+    /* what can be plain stays plain, readable */
+    const char *plain[] = {"10s", "127.0.0.1:8080", "/v1/", "$remote_addr - $status",
+                           "unix:/run/w.sock", "~^/a$"};
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        char *q = quoted(plain[i]);
+        ck_assert_str_eq(q, plain[i]);
+        free(q);
+    }
+    char *q = quoted("'tis");
+    ck_assert_str_eq(q, "'''tis'");
+    free(q);
+    q = quoted("a\nb\"");
+    ck_assert_str_eq(q, "\"a\\nb\\\"\"");
+    free(q);
+}
+END_TEST
+
+static char *dump_of(const weir_conf_t *cf)
+{
+    return printed(print_conf, cf);
+}
+
+/* The printed config loads, and prints the same text; frees text. */
+static void expect_fixed_point(char *text)
+{
+    weir_conf_t *cf = load_ok(text);
+    char *again = dump_of(cf);
+    conf_free(cf);
+    ck_assert_str_eq(again, text);
+    free(text);
+    free(again);
+}
+
+static void expect_in(const char *text, const char *part)
+{
+    ck_assert_msg(strstr(text, part) != NULL, "missing:\n%s\nin:\n%s", part, text);
+}
+
+START_TEST(test_dump_fixed_point)
+{
+    enter_tmpdir();
+    mkdir("sub", 0755);
+    write_file("sub/error.html", "<h1>{{status}}</h1>\n");
+    weir_conf_t *cf = load_ok(PROBE
+                              "pid_file: run/w.pid\n"
+                              "error_page: sub/error.html\n"
+                              "limits: {max_body_size: 2k}\n"
+                              "probe_flag: false\n"
+                              "probe_items: [a, 'b c', {d: ~}]\n"
+                              "listeners:\n"
+                              "  - {address: 127.0.0.1:8080, probe_buf: 1m, limits: "
+                              "{keepalive_timeout: 5s}}\n"
+                              "  - {name: second, address: 127.0.0.1:8081, http2: true}\n"
+                              "upstreams:\n"
+                              "  api: {servers: [127.0.0.1:1, {address: 127.0.0.1:2, weight: "
+                              "5, backup: true}], probe_tries: 5, retries: 0}\n"
+                              "routes:\n"
+                              "  - upstream: api\n"
+                              "  - name: b\n"
+                              "    upstream: api\n"
+                              "    probe_items: []\n"
+                              "    probe_label: \"'tis\"\n"
+                              "    probe_tpl: \"x-$host\"\n");
+    char *one = dump_of(cf), cwd[512];
+    conf_free(cf);
+    ck_assert_ptr_nonnull(getcwd(cwd, sizeof(cwd)));
+    char want[1024];
+    snprintf(want, sizeof(want), "pid_file: %s/run/w.pid\n", cwd);
+    expect_in(one, want);
+    snprintf(want, sizeof(want), "error_page: %s/sub/error.html\n", cwd);
+    expect_in(one, want);
+    expect_in(one, "workers: auto # ");
+    expect_in(one, "# user: none");
+    expect_in(one, "error_log:\n  path: stderr\n  level: info\n");
+    expect_in(one, "modules:\n  - conf_probe\n");
+    expect_in(one, "limits:\n  client_header_timeout: 10s\n  client_body_timeout: 1m\n"
+                   "  send_timeout: 1m\n  keepalive_timeout: 75s\n  keepalive_requests: 10000\n"
+                   "  max_header_size: 16k\n  max_body_size: 2k\n  max_connections: 65536\n"
+                   "  shutdown_timeout: 30s\n");
+    expect_in(one, "  - name: 127.0.0.1:8080\n    address: 127.0.0.1:8080\n    backlog: 4096\n"
+                   "    http2: false\n    limits:\n      client_header_timeout: 10s\n");
+    expect_in(one, "      keepalive_timeout: 5s\n");
+    expect_in(one, "      max_body_size: 2k\n"); /* from the top level */
+    expect_in(one, "    probe_buf: 1m\n");
+    expect_in(one, "  - name: second\n    address: 127.0.0.1:8081\n    backlog: 4096\n"
+                   "    http2: true\n");
+    expect_in(one, "    probe_buf: 4k\n");
+    expect_in(one, "upstreams:\n  api:\n    balancer: roundrobin\n    servers:\n"
+                   "      - address: 127.0.0.1:1\n        weight: 1\n        backup: false\n"
+                   "      - address: 127.0.0.1:2\n        weight: 5\n        backup: true\n"
+                   "    keepalive: 128\n    connect_timeout: 3s\n");
+    expect_in(one, "    retries: 0\n");
+    expect_in(one, "    probe_timeout: 5s\n    probe_tries: 5\n");
+    /* route1 inherits the top level's custom subtree and typed values */
+    expect_in(one, "  - name: route1\n    upstream: api\n    probe_flag: false\n"
+                   "    probe_level: 3\n    probe_label: none\n    probe_items:\n      - a\n"
+                   "      - b c\n      - d: ~\n    probe_tpl: ~\n    probe_answer: false\n");
+    expect_in(one, "    probe_label: '''tis'\n    probe_items: []\n    probe_tpl: x-$host\n");
+    expect_in(one, "error_page: ");
+    expect_in(one, "metrics_max_series: 4096\nprobe_flag: false\nprobe_level: 3\n"
+                   "probe_items:\n  - a\n");
+    expect_in(one, "probe_window: 1m\nprobe_report: false\n");
+
+    expect_fixed_point(one);
+}
+END_TEST
+
+START_TEST(test_dump_custom_absent)
+{
+    enter_tmpdir();
+    weir_conf_t *cf = load_ok(PROBE LISTENER "routes: [{probe_answer: true, name: r}]\n");
+    char *text = dump_of(cf);
+    conf_free(cf);
+    /* no default_value, not written: a comment, at the top level and in the
+     * route that would inherit it; no upstream: a comment too */
+    expect_in(text, "\n# probe_items: module default\n");
+    expect_in(text, "  - name: r\n    # upstream: none (a module answers the route)\n");
+    expect_in(text, "    # probe_items: module default\n");
+    expect_in(text, "upstreams: {}\nroutes:\n");
+    expect_fixed_point(text);
+}
+END_TEST
+
 static Suite *conf_suite(void)
 {
     Suite *s = suite_create("conf");
@@ -1198,6 +1445,14 @@ static Suite *conf_suite(void)
     tcase_add_test(tc, test_route_answered);
     tcase_add_test(tc, test_module_missing);
     tcase_add_test(tc, test_modules_dir);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("dump");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_dump_scalar_bytes);
+    tcase_add_test(tc, test_dump_scalar_forms);
+    tcase_add_test(tc, test_dump_fixed_point);
+    tcase_add_test(tc, test_dump_custom_absent);
     suite_add_tcase(s, tc);
     return s;
 }
