@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from conftest import Reader, connect, free_port, get, read_response, wait_for
+from conftest import SOURCE_ROOT, Reader, connect, free_port, get, read_response, wait_for
 
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
 
@@ -216,13 +216,22 @@ def test_exact_counts_over_two_workers(setup):
                result="fail") == 0
 
     # the process families
-    assert m.v("weir_build_info", version=m_version(m), abi="1.6") == 1
+    assert m.v("weir_build_info", version=m_version(m), abi=header_abi()) == 1
     assert m.v("weir_config_generation") == 1
     assert m.v("weir_config_reloads_total", result="ok") == 0
     assert m.v("weir_worker_restarts_total") == 0
 
     for s, _, _ in held:
         s.close()
+
+
+def header_abi():
+    """"MAJOR.MINOR" as include/weir/module.h defines them."""
+    with open(os.path.join(SOURCE_ROOT, "include/weir/module.h")) as f:
+        text = f.read()
+    major = re.search(r"#define WEIR_ABI_MAJOR (\d+)", text).group(1)
+    minor = re.search(r"#define WEIR_ABI_MINOR (\d+)", text).group(1)
+    return "%s.%s" % (major, minor)
 
 
 def m_version(m):
