@@ -5,6 +5,7 @@ tried, and the request line, quoted with its control characters and quotes
 escaped and cut at 256 bytes. Lines about a connection without a request carry
 the client only. Modules get the same through weir_request_log and
 weir_connection_log (test module reqlog_probe)."""
+import os
 import re
 import socket
 import time
@@ -13,6 +14,7 @@ import pytest
 
 from conftest import Reader, free_port, read_response, test_module_path, wait_for
 from test_h2 import H2Conn
+from tlspki import Pki
 
 ACCESS_FORMAT = "$remote_port $request_id $status"
 
@@ -217,6 +219,24 @@ def test_connection_without_request_has_client_only(weir, tmp_path):
         m = _line(w, "client_header_timeout", port)
     finally:
         c.close()
+    assert m.group(0) == ", client: 127.0.0.1:%d" % port, m.group(0)
+
+
+def test_tls_handshake_failure_has_client_only(weir, tmp_path):
+    """Module tls logs a failed handshake through weir_connection_log."""
+    pki = Pki(tmp_path)
+    leaf = pki.leaf(pki.ca("reqlog CA"), "a.test", sans=["DNS:a.test"])
+    tls = {"certificates": [{"cert": os.path.basename(leaf.cert),
+                             "key": os.path.basename(leaf.key)}]}
+    w = _start(weir, tmp_path, [_dead()], listener={"tls": tls}, modules=["tls"])
+    s = socket.create_connection(("127.0.0.1", w.port), timeout=5)
+    port = s.getsockname()[1]
+    try:
+        # a handshake record whose ClientHello is empty
+        s.sendall(b"\x16\x03\x01\x00\x04\x01\x00\x00\x00")
+        m = _line(w, "TLS handshake failed", port)
+    finally:
+        s.close()
     assert m.group(0) == ", client: 127.0.0.1:%d" % port, m.group(0)
 
 
