@@ -27,7 +27,7 @@ static void put(ctxbuf_t *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-static void puts_(ctxbuf_t *b, const char *s)
+static void put_cstr(ctxbuf_t *b, const char *s)
 {
     put(b, s, strlen(s));
 }
@@ -62,7 +62,7 @@ static void put_client(ctxbuf_t *b, conn_t *c)
     } else {
         return; /* the address could not be looked up */
     }
-    puts_(b, ", client: ");
+    put_cstr(b, ", client: ");
     put(b, text, n > 0 ? (size_t)n : 0);
 }
 
@@ -99,9 +99,9 @@ static void put_request(ctxbuf_t *b, const weir_request_t *r)
         ql += w;
         cut = used < parts[i].len;
     }
-    puts_(b, ", request: \"");
+    put_cstr(b, ", request: \"");
     put(b, q, ql);
-    puts_(b, cut ? "...\"" : "\"");
+    put_cstr(b, cut ? "...\"" : "\"");
 }
 
 size_t reqlog_context(const weir_request_t *r, conn_t *c, char *buf, size_t cap)
@@ -118,19 +118,19 @@ size_t reqlog_context(const weir_request_t *r, conn_t *c, char *buf, size_t cap)
         return b.len;
     char id[33];
     request_id_text(r, id);
-    puts_(&b, ", request_id: ");
-    puts_(&b, id);
+    put_cstr(&b, ", request_id: ");
+    put_cstr(&b, id);
     if (r->route) {
-        puts_(&b, ", route: ");
+        put_cstr(&b, ", route: ");
         put_name(&b, r->route->name);
     }
     if (r->upstream) {
-        puts_(&b, ", upstream: ");
+        put_cstr(&b, ", upstream: ");
         put_name(&b, r->upstream->name);
         if (r->peer >= 0 && (size_t)r->peer < r->upstream->npeers) {
-            puts_(&b, " (");
+            put_cstr(&b, " (");
             put_name(&b, r->upstream->peers[r->peer].address);
-            puts_(&b, ")");
+            put_cstr(&b, ")");
         }
     }
     put_request(&b, r);
