@@ -5,6 +5,7 @@
 #include "h1_server.h"
 #include "h2.h"
 #include "log.h"
+#include "reqlog.h"
 #include "phase.h"
 #include "request.h"
 
@@ -49,8 +50,8 @@ static void select_protocol(conn_t *c)
 static void handshake_done(conn_t *c, int ok)
 {
     if (!ok) {
-        log_debug("client %llu: transport handshake failed; closed",
-                  (unsigned long long)c->id);
+        reqlog(NULL, c, WEIR_LOG_DEBUG, "client %llu: transport handshake failed; closed",
+               (unsigned long long)c->id);
         conn_close(c, 0);
         return;
     }
@@ -81,8 +82,8 @@ static int stub_head_sent(const weir_request_t *r)
 static void stub_refuse(weir_request_t *r)
 {
     conn_t *c = r->conn;
-    log_debug("client %llu: refused in the accept phase (%d)", (unsigned long long)c->id,
-              r->status);
+    reqlog(r, NULL, WEIR_LOG_DEBUG, "client %llu: refused in the accept phase (%d)",
+           (unsigned long long)c->id, r->status);
     request_free(r);
     conn_close(c, 0);
 }
@@ -121,6 +122,7 @@ int accept_connection(int fd, const weir_listener_t *l, const weir_conf_t *cf)
     r->listener = l;
     r->connection_id = c->id;
     r->ds = &stub_downstream;
+    r->stub = 1;
     request_run_phases(r, WEIR_PHASE_ACCEPT, WEIR_PHASE_ACCEPT, accept_chain_done);
     return 0;
 }

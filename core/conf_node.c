@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "arena.h"
+#include "log.h"
 
 /* ------------------------------------------------------------------ nodes */
 
@@ -240,25 +241,7 @@ void conf_text_pos(const weir_node_t *n, const char *text, size_t offset, unsign
  * them. */
 static void escape_controls(const char *in, char *out, size_t cap)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-
-    for (; *in && o + 5 < cap; in++) {
-        unsigned char c = (unsigned char)*in;
-        if (c >= 0x20 && c != 0x7f) {
-            out[o++] = (char)c;
-            continue;
-        }
-        out[o++] = '\\';
-        if (c == '\n' || c == '\t' || c == '\r') {
-            out[o++] = c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
-        } else {
-            out[o++] = 'x';
-            out[o++] = hex[c >> 4];
-            out[o++] = hex[c & 15];
-        }
-    }
-    out[o] = '\0';
+    log_escape(in, strlen(in), out, cap, 0, NULL);
 }
 
 static int pos_after(const conf_error_t *e, unsigned line, unsigned column)

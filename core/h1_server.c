@@ -23,6 +23,7 @@
 #include "h2.h"
 #include "inbuf.h"
 #include "log.h"
+#include "reqlog.h"
 #include "metrics_core.h"
 #include "phase.h"
 #include "proxy.h"
@@ -152,6 +153,27 @@ static void answer_status(h1_conn_t *h, int status)
     proxy_answer(r);
 }
 
+/* The first line of a head that could not be parsed, for the error log's
+ * request: (reqlog.h), copied into the request's arena: leading empty lines
+ * skipped, no more than the log shows (and one byte, so the log sees it was
+ * cut). Left out when memory is short. */
+static void keep_raw_line(weir_request_t *r, const char *p, size_t n)
+{
+    while (n >= 2 && p[0] == '\r' && p[1] == '\n')
+        p += 2, n -= 2;
+    const char *eol = memchr(p, '\n', n);
+    size_t len = eol ? (size_t)(eol - p) : n;
+    if (len && p[len - 1] == '\r')
+        len--;
+    if (len > REQLOG_REQUEST_MAX + 1)
+        len = REQLOG_REQUEST_MAX + 1;
+    char *copy = len ? arena_alloc_raw(r->arena, len) : NULL;
+    if (!copy)
+        return;
+    memcpy(copy, p, len);
+    r->raw_line = (weir_str_t){copy, len};
+}
+
 static void fill_request(weir_request_t *r, const h1_request_t *q)
 {
     r->method = q->method;
@@ -242,7 +264,9 @@ static void start_request(h1_conn_t *h, size_t head_len)
     h->in.off += head_len;
     r->request_length = head_len;
     if (rc < 0) {
-        log_info("client %llu: rejected request (%d)", (unsigned long long)h->conn->id, -rc);
+        keep_raw_line(r, head, head_len);
+        reqlog(r, NULL, WEIR_LOG_INFO, "client %llu: rejected request (%d)",
+               (unsigned long long)h->conn->id, -rc);
         answer_status(h, -rc);
         return;
     }
@@ -285,8 +309,12 @@ static void try_head(h1_conn_t *h)
         return;
     }
     if (n < 0) {
-        log_info("client %llu: malformed request head (%d)", (unsigned long long)h->conn->id,
-                 (int)-n);
+        /* the request weir answers for, made now so the line names it */
+        weir_request_t *r = h->r ? h->r : attach_request(h);
+        if (r)
+            keep_raw_line(r, h->in.data + h->in.off, h->in.len - h->in.off);
+        reqlog(r, h->conn, WEIR_LOG_INFO, "client %llu: malformed request head (%d)",
+               (unsigned long long)h->conn->id, (int)-n);
         answer_status(h, (int)-n);
         return;
     }
@@ -334,7 +362,8 @@ static void body_input(h1_conn_t *h, const char *data, size_t n)
     ssize_t k = h1_body_feed(&x->parser, data, n, x->slices, BODY_SLICES, &ns, &done);
     if (k < 0) {
         conn_read_done(h->conn);
-        log_info("client %llu: invalid request body framing", (unsigned long long)h->conn->id);
+        reqlog(r, NULL, WEIR_LOG_INFO,
+               "client %llu: invalid request body framing", (unsigned long long)h->conn->id);
         body_failed(h, (int)-k);
         return;
     }
@@ -456,7 +485,8 @@ static int ds_start_response(weir_request_t *r, const response_start_t *rs)
     ssize_t n = h1_serialize_response(head, hsz + 1, version, r->status, rs->reason,
                                       &r->resp_headers, head_framing, clen, keep);
     if (n < 0) {
-        log_error("cannot serialise the response head (a module set an invalid header?)");
+        reqlog(r, NULL, WEIR_LOG_ERROR,
+               "cannot serialise the response head (a module set an invalid header?)");
         return -1;
     }
     x->head = (weir_str_t){head, (size_t)n};
@@ -488,7 +518,8 @@ static void ds_send_body(weir_request_t *r, const weir_str_t *s, size_t n, int l
     else
         r->body_bytes_sent += (uint64_t)bytes;
     if (rc) { /* more slices than the queue holds: a bug, never silent */
-        log_error("client %llu: send queue overflow", (unsigned long long)h->conn->id);
+        reqlog(r, NULL, WEIR_LOG_ERROR,
+               "client %llu: send queue overflow", (unsigned long long)h->conn->id);
         h1_close(h, CONN_ABORT);
         return;
     }
@@ -650,7 +681,8 @@ static void on_read(conn_t *c, long n, const char *data)
     h1_conn_t *h = c->owner;
     if (n <= 0) {
         if (h->state == S_EXCHANGE && h->x && h->x->reading)
-            log_info("client %llu closed during the request body", (unsigned long long)c->id);
+            reqlog(h->r, c, WEIR_LOG_INFO,
+                   "client %llu closed during the request body", (unsigned long long)c->id);
         h1_close(h, 0);
         return;
     }
@@ -680,7 +712,8 @@ static void on_sent(conn_t *c, int res)
     h1_conn_t *h = c->owner;
     conn_timer(c, CONN_TIMER_WRITE, 0);
     if (res < 0) {
-        log_info("client %llu: send failed: %s", (unsigned long long)c->id, strerror(-res));
+        reqlog(h->r, c, WEIR_LOG_INFO,
+               "client %llu: send failed: %s", (unsigned long long)c->id, strerror(-res));
         h1_close(h, CONN_ABORT);
         return;
     }
@@ -695,20 +728,22 @@ static void on_timeout(conn_t *c, int which)
 {
     h1_conn_t *h = c->owner;
     if (which == CONN_TIMER_WRITE) {
-        log_info("client %llu: send_timeout", (unsigned long long)c->id);
+        reqlog(h->r, c, WEIR_LOG_INFO, "client %llu: send_timeout", (unsigned long long)c->id);
         h1_close(h, CONN_ABORT);
         return;
     }
     switch (h->state) {
     case S_HEAD:
-        log_info("client %llu: client_header_timeout", (unsigned long long)c->id);
+        reqlog(h->r, c, WEIR_LOG_INFO,
+               "client %llu: client_header_timeout", (unsigned long long)c->id);
         if (h->in.len > h->in.off && !h->r) {
             answer_status(h, 408);
             return;
         }
         break;
     case S_EXCHANGE:
-        log_info("client %llu: client_body_timeout", (unsigned long long)c->id);
+        reqlog(h->r, c, WEIR_LOG_INFO,
+               "client %llu: client_body_timeout", (unsigned long long)c->id);
         /* 408 while nothing of a response is on its way (SPEC §6) */
         if (h->x && !h->x->head_sent && !h->x->sending) {
             answer_status(h, 408);

@@ -48,6 +48,7 @@
 #include "h2.h"
 #include "h2_wire.h"
 #include "log.h"
+#include "reqlog.h"
 #include "metrics_core.h"
 #include "phase.h"
 #include "upstream.h"
@@ -186,8 +187,9 @@ static void on_stream_timer(struct timer *t)
         stream_fail(s, 504, "read_timeout waiting for the response head");
         return;
     }
-    log_error("upstream %s (%s): read_timeout in the response body; aborting the client",
-              s->u->name, s->u->peers[s->peer].address);
+    reqlog(s->r, NULL, WEIR_LOG_ERROR,
+           "upstream %s (%s): read_timeout in the response body; aborting the client",
+           s->u->name, s->u->peers[s->peer].address);
     weir_request_t *r = s->r;
     exchange_end(s, NGHTTP2_CANCEL);
     r->ds->abort(r);
@@ -331,8 +333,9 @@ static int submit(h2ups_t *s)
     int32_t id = nghttp2_submit_request(s->c->ng, NULL, v, n,
                                         r->body.kind == BODY_NONE ? NULL : &prov, s);
     if (id < 0) {
-        log_error("upstream %s (%s): cannot submit the request: %s", s->c->u->name,
-                  peer_name(s->c), nghttp2_strerror(id));
+        reqlog(r, NULL, WEIR_LOG_ERROR,
+               "upstream %s (%s): cannot submit the request: %s", s->c->u->name,
+               peer_name(s->c), nghttp2_strerror(id));
         return -1;
     }
     s->id = id;
@@ -409,7 +412,9 @@ static void conn_fail(h2up_t *c, int status, int count_failure, const char *why)
     if (c->failed)
         return;
     c->failed = 1;
-    log_error("upstream %s (%s): %s", c->u->name, peer_name(c), why);
+    /* a line about the connection: with one stream on it, that exchange's */
+    reqlog(c->nstreams == 1 ? c->streams->r : NULL, NULL, WEIR_LOG_ERROR,
+           "upstream %s (%s): %s", c->u->name, peer_name(c), why);
     if (count_failure)
         peer_report(c->u, c->peer, 0);
     pool_unlink(c);
@@ -543,7 +548,8 @@ static h2up_t *conn_open(weir_request_t *r)
         return NULL;
     c->conn = conn_socket(p->addr.ss.ss_family, r->cf);
     if (!c->conn) {
-        log_error("upstream %s (%s): socket() failed: %s", u->name, p->address, strerror(errno));
+        reqlog(r, NULL, WEIR_LOG_ERROR,
+               "upstream %s (%s): socket() failed: %s", u->name, p->address, strerror(errno));
         free(c);
         return NULL;
     }
@@ -697,7 +703,8 @@ static void stream_fail(h2ups_t *s, int status, const char *why)
 {
     weir_request_t *r = s->r;
     if (why)
-        log_error("upstream %s (%s): %s", s->u->name, s->u->peers[s->peer].address, why);
+        reqlog(r, NULL, WEIR_LOG_ERROR,
+               "upstream %s (%s): %s", s->u->name, s->u->peers[s->peer].address, why);
     int started = s->down_started || s->head || r->ds->head_sent(r);
     int refused = s->refused;
     exchange_end(s, NGHTTP2_CANCEL);
@@ -710,7 +717,7 @@ static void stream_fail(h2ups_t *s, int status, const char *why)
         return;
     }
     if (status != 504 && upstream_may_retry(r) && request_pick_peer(r) >= 0) {
-        log_info("retrying on %s", r->upstream_addr);
+        reqlog(r, NULL, WEIR_LOG_INFO, "retrying on %s", r->upstream_addr);
         h2_client_start(r);
         return;
     }

@@ -58,6 +58,7 @@
 #include "h2_guard.h"
 #include "h2_wire.h"
 #include "log.h"
+#include "reqlog.h"
 #include "metrics_core.h"
 #include "phase.h"
 #include "proxy.h"
@@ -226,9 +227,10 @@ static int cut(h2c_t *h, h2_bucket_t *b, unsigned burst, unsigned per_sec, const
 {
     if (h2_bucket_take(b, g_loop->now, burst, per_sec) == 0)
         return 0;
-    log_warn("client %llu: HTTP/2 client misbehaves (%s, beyond %u in a burst or %u/s); "
-             "GOAWAY ENHANCE_YOUR_CALM",
-             (unsigned long long)h->conn->id, what, burst, per_sec);
+    reqlog(NULL, h->conn, WEIR_LOG_WARN,
+           "client %llu: HTTP/2 client misbehaves (%s, beyond %u in a burst or %u/s); "
+           "GOAWAY ENHANCE_YOUR_CALM",
+           (unsigned long long)h->conn->id, what, burst, per_sec);
     nghttp2_session_terminate_session(h->ng, NGHTTP2_ENHANCE_YOUR_CALM);
     return -1;
 }
@@ -365,6 +367,17 @@ static void take_first_body(h2s_t *s)
     r->body.nfirst = 1;
 }
 
+/* From the end of its head (refused or not, and before the phases start,
+ * which may wait for the body) a stream is named by it in the log lines (the
+ * error log's request:, the access log's $request), as far as it came. */
+static void head_for_log(h2s_t *s)
+{
+    if (s->head.method.len)
+        s->r->method = s->head.method;
+    if (s->head.path.len)
+        s->r->target = s->head.path;
+}
+
 static void answer(h2s_t *s, int status)
 {
     weir_request_t *r = s->r;
@@ -381,10 +394,7 @@ static void start_request(h2s_t *s)
     r->connection_requests = h->requests;
     int rc = s->answer ? -s->answer : fill_request(s);
     if (rc < 0) {
-        if (s->head.method.len) /* for the log line */
-            r->method = s->head.method;
-        if (s->head.path.len)
-            r->target = s->head.path;
+        head_for_log(s);
         answer(s, -rc);
         return;
     }
@@ -491,7 +501,8 @@ static nghttp2_nv *fields_nva(weir_request_t *r, const weir_headers_t *hs, size_
             (name.len == 14 && strncasecmp(name.data, "content-length", 14) == 0))
             continue;
         if (!bytes_ok(name) || !bytes_ok(value)) {
-            log_error("cannot serialise a response field (a module set an invalid header?)");
+            reqlog(r, NULL, WEIR_LOG_ERROR,
+                   "cannot serialise a response field (a module set an invalid header?)");
             return NULL;
         }
         if (push_nv(r, &nva[(*n)++], name, value) < 0)
@@ -614,7 +625,8 @@ static void ds_send_body(weir_request_t *r, const weir_str_t *sl, size_t n, int 
         return;
     }
     if (s->has_body && ob_append(s, sl, n) < 0) {
-        log_error("client %llu: out of memory for a response", (unsigned long long)r->conn->id);
+        reqlog(r, NULL, WEIR_LOG_ERROR,
+               "client %llu: out of memory for a response", (unsigned long long)r->conn->id);
         nghttp2_submit_rst_stream(s->h->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
         cancel_exchange(s);
         queue_work(s);
@@ -713,8 +725,9 @@ static void on_stream_timer(struct timer *t)
     if (s->closed || s->over)
         return;
     if (kind == ST_BODY) {
-        log_info("client %llu: stream %d: client_body_timeout", (unsigned long long)h->conn->id,
-                 s->id);
+        reqlog(s->r, NULL, WEIR_LOG_INFO,
+               "client %llu: stream %d: client_body_timeout", (unsigned long long)h->conn->id,
+               s->id);
         if (!s->started) { /* the body a head promised never came */
             s->answer = 408;
             queue_work(s);
@@ -728,8 +741,9 @@ static void on_stream_timer(struct timer *t)
             return;
         }
     } else {
-        log_info("client %llu: stream %d: send_timeout (the client's window stayed shut)",
-                 (unsigned long long)h->conn->id, s->id);
+        reqlog(s->r, NULL, WEIR_LOG_INFO,
+               "client %llu: stream %d: send_timeout (the client's window stayed shut)",
+               (unsigned long long)h->conn->id, s->id);
     }
     nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, s->id,
                               kind == ST_BODY ? NGHTTP2_CANCEL : NGHTTP2_FLOW_CONTROL_ERROR);
@@ -820,16 +834,18 @@ static int headers_received(h2c_t *h, h2s_t *s, const nghttp2_frame *f)
     s->bodiless = s->end_in;
     s->r->request_length = f->hd.length;
     int rc = h2_head_finish(s->r->arena, &s->head);
+    head_for_log(s); /* a stream waiting for its body is named by it too */
     if (rc == H2_MALFORMED) {
-        log_info("client %llu: stream %d: malformed request head; reset",
-                 (unsigned long long)h->conn->id, s->id);
+        reqlog(s->r, NULL, WEIR_LOG_INFO, "client %llu: stream %d: malformed request head; reset",
+               (unsigned long long)h->conn->id, s->id);
         nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_PROTOCOL_ERROR);
         s->over = 1;
         return 0; /* the reset counts as a glitch when it is sent */
     }
     if (rc < 0) {
-        log_info("client %llu: stream %d: rejected request (%d)", (unsigned long long)h->conn->id,
-                 s->id, -rc);
+        reqlog(s->r, NULL, WEIR_LOG_INFO,
+               "client %llu: stream %d: rejected request (%d)", (unsigned long long)h->conn->id,
+               s->id, -rc);
         s->answer = -rc;
         if (rc == -431 && glitch(h, "header list over max_header_size") < 0)
             return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -1124,8 +1140,9 @@ static int feed_session(void *arg, const unsigned char *p, size_t n)
     h2c_t *h = arg;
     ssize_t rv = nghttp2_session_mem_recv(h->ng, p, n);
     if (rv < 0) {
-        log_info("client %llu: HTTP/2 connection error: %s", (unsigned long long)h->conn->id,
-                 nghttp2_strerror((int)rv));
+        reqlog(NULL, h->conn, WEIR_LOG_INFO,
+               "client %llu: HTTP/2 connection error: %s", (unsigned long long)h->conn->id,
+               nghttp2_strerror((int)rv));
         return -1;
     }
     return 0;
@@ -1178,7 +1195,8 @@ static void on_sent(conn_t *c, int res)
     h2c_t *h = c->owner;
     h2_wire_sent(&h->wire, c);
     if (res < 0) {
-        log_info("client %llu: send failed: %s", (unsigned long long)c->id, strerror(-res));
+        reqlog(NULL, c, WEIR_LOG_INFO,
+               "client %llu: send failed: %s", (unsigned long long)c->id, strerror(-res));
         h2_close(h, CONN_ABORT);
         return;
     }
@@ -1193,9 +1211,10 @@ static void on_timeout(conn_t *c, int which)
 {
     h2c_t *h = c->owner;
     if (which == CONN_TIMER_WRITE)
-        log_info("client %llu: send_timeout", (unsigned long long)c->id);
+        reqlog(NULL, c, WEIR_LOG_INFO, "client %llu: send_timeout", (unsigned long long)c->id);
     else if (!h->requests)
-        log_info("client %llu: client_header_timeout", (unsigned long long)c->id);
+        reqlog(NULL, c, WEIR_LOG_INFO,
+               "client %llu: client_header_timeout", (unsigned long long)c->id);
     if (which == CONN_TIMER_READ && !h->wire.sending) {
         /* idle: say goodbye politely */
         nghttp2_session_terminate_session(h->ng, NGHTTP2_NO_ERROR);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "reqlog.h"
 
 static int room(h2_wire_t *w, size_t n)
 {
@@ -28,8 +29,9 @@ int h2_wire_flush(h2_wire_t *w, nghttp2_session *ng, conn_t *c, uint64_t timeout
         const uint8_t *p;
         ssize_t n = nghttp2_session_mem_send(ng, &p);
         if (n < 0) {
-            log_error("connection %llu: HTTP/2 output failed: %s", (unsigned long long)c->id,
-                      nghttp2_strerror((int)n));
+            reqlog(NULL, c, WEIR_LOG_ERROR,
+                   "connection %llu: HTTP/2 output failed: %s", (unsigned long long)c->id,
+                   nghttp2_strerror((int)n));
             return -1;
         }
         if (n == 0)

@@ -86,12 +86,54 @@ int log_level_enabled(weir_log_level_t level)
     return (int)level >= log_level;
 }
 
-void log_vmsg(const char *who, weir_log_level_t level, const char *fmt, va_list ap)
+size_t log_escape(const char *s, size_t n, char *out, size_t cap, unsigned flags,
+                  size_t *outlen)
+{
+    static const char hex[] = "0123456789abcdef";
+    int quoted = (flags & LOG_ESC_QUOTED) != 0;
+    size_t i = 0, o = 0;
+
+    for (; cap && i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char esc[4];
+        size_t k = 0;
+        if (c < 0x20 || c == 0x7f || (quoted && c >= 0x80)) {
+            esc[k++] = '\\';
+            if (c == '\n' || c == '\t' || c == '\r') {
+                esc[k++] = c == '\n' ? 'n' : c == '\t' ? 't' : 'r';
+            } else {
+                esc[k++] = 'x';
+                esc[k++] = hex[c >> 4];
+                esc[k++] = hex[c & 15];
+            }
+        } else if (quoted && (c == '"' || c == '\\')) {
+            esc[k++] = '\\';
+            esc[k++] = (char)c;
+        } else {
+            esc[k++] = (char)c;
+        }
+        if (o + k >= cap)
+            break;
+        memcpy(out + o, esc, k);
+        o += k;
+    }
+    if (cap)
+        out[o] = '\0';
+    if (outlen)
+        *outlen = o;
+    return i;
+}
+
+void log_vmsg_ctx(const char *who, weir_log_level_t level, const char *ctx, const char *fmt,
+                  va_list ap)
 {
     if ((int)level < log_level)
         return;
     int saved = errno;
     char line[2048];
+    size_t ctx_len = ctx ? strlen(ctx) : 0;
+    if (ctx_len > sizeof(line) / 2)
+        ctx_len = sizeof(line) / 2;
     time_t now = time(NULL);
     struct tm tm;
     localtime_r(&now, &tm);
@@ -101,9 +143,14 @@ void log_vmsg(const char *who, weir_log_level_t level, const char *fmt, va_list 
     if (k > 0 && (size_t)k < sizeof(line) - n)
         n += (size_t)k;
     size_t text = n;
-    k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+    /* room for the context and the newline stays free */
+    size_t room = sizeof(line) - n - ctx_len - 1;
+    k = vsnprintf(line + n, room, fmt, ap);
     if (k > 0)
-        n += (size_t)k < sizeof(line) - n - 1 ? (size_t)k : sizeof(line) - n - 2;
+        n += (size_t)k < room ? (size_t)k : room - 1;
+    if (ctx_len)
+        memcpy(line + n, ctx, ctx_len);
+    n += ctx_len;
     if (capture.on && level >= WEIR_LOG_ERROR)
         capture_line(line + text, n - text);
     line[n++] = '\n';
@@ -112,6 +159,11 @@ void log_vmsg(const char *who, weir_log_level_t level, const char *fmt, va_list 
         w = write(2, line, n);
     (void)w;
     errno = saved;
+}
+
+void log_vmsg(const char *who, weir_log_level_t level, const char *fmt, va_list ap)
+{
+    log_vmsg_ctx(who, level, NULL, fmt, ap);
 }
 
 void log_msg(weir_log_level_t level, const char *fmt, ...)

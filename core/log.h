@@ -23,6 +23,22 @@ int log_current_fd(void);
 void log_adopt(int fd);
 void log_msg(weir_log_level_t level, const char *fmt, ...) WEIR_PRINTF(2, 3);
 void log_vmsg(const char *who, weir_log_level_t level, const char *fmt, va_list ap);
+/* As log_vmsg, with `ctx` (NULL for none) after the message: the request
+ * context reqlog.c writes. The message is cut short before the context is,
+ * so a long message cannot push the client and request off the line. */
+void log_vmsg_ctx(const char *who, weir_log_level_t level, const char *ctx, const char *fmt,
+                  va_list ap);
+
+/* Copies s[0..n) to out (cap bytes, NUL-terminated) with control characters
+ * written as "\n", "\t", "\r" or "\xHH", so a message stays one line.
+ * LOG_ESC_QUOTED also writes a double quote and a backslash as \" and \\,
+ * and bytes from 0x80 as "\xHH" (a quoted string in a log line, whose bytes need not be
+ * UTF-8). An escape that does not fit is left out with all after it.
+ * Returns the bytes of s copied; *outlen (if not NULL) gets the length
+ * written. */
+#define LOG_ESC_QUOTED 1u
+size_t log_escape(const char *s, size_t n, char *out, size_t cap, unsigned flags,
+                  size_t *outlen);
 
 #define log_debug(...) log_msg(WEIR_LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(WEIR_LOG_INFO, __VA_ARGS__)

@@ -38,6 +38,7 @@
 #include "h2_client.h"
 #include "inbuf.h"
 #include "log.h"
+#include "reqlog.h"
 #include "metrics_core.h"
 #include "upstream.h"
 #include "workstate.h"
@@ -527,9 +528,10 @@ static void send_down(upconn_t *up, size_t n, int done)
  * the next request. */
 static void beyond_body(upconn_t *up, size_t n)
 {
-    log_warn("upstream %s (%s): %zu bytes beyond the end of the response dropped; the "
-             "connection is not reused",
-             up->u->name, peer_name(up), n);
+    reqlog(up->r, NULL, WEIR_LOG_WARN,
+           "upstream %s (%s): %zu bytes beyond the end of the response dropped; the "
+           "connection is not reused",
+           up->u->name, peer_name(up), n);
     up->keepalive = 0;
 }
 
@@ -540,8 +542,9 @@ static int feed_inbuf(upconn_t *up, size_t *ns, int *done)
     ssize_t k = h1_body_feed(&up->parser, up->in.data + up->in.off, up->in.len - up->in.off,
                              up->slices, UP_SLICES, ns, done);
     if (k < 0) {
-        log_error("upstream %s (%s): invalid response body framing", up->u->name,
-                  peer_name(up));
+        reqlog(up->r, NULL, WEIR_LOG_ERROR,
+               "upstream %s (%s): invalid response body framing", up->u->name,
+               peer_name(up));
         up->keepalive = 0;
         return -1;
     }
@@ -618,7 +621,7 @@ static void upgrade_sent(weir_request_t *r)
     }
     if (r->ds->tunnel(r, up->conn, up->in.data + up->in.off, up->in.len - up->in.off,
                       up->u->tunnel_timeout) < 0) {
-        log_error("out of memory for a tunnel");
+        reqlog(r, NULL, WEIR_LOG_ERROR, "out of memory for a tunnel");
         abort_exchange(up);
         return;
     }
@@ -758,8 +761,9 @@ static void on_up_read(conn_t *c, long res, const char *data)
             send_down(up, 0, 1);
             return;
         }
-        log_error("upstream %s (%s): response cut short (%s); aborting the client connection",
-                  up->u->name, peer_name(up), res == 0 ? "closed" : strerror((int)-res));
+        reqlog(up->r, NULL, WEIR_LOG_ERROR,
+               "upstream %s (%s): response cut short (%s); aborting the client connection",
+               up->u->name, peer_name(up), res == 0 ? "closed" : strerror((int)-res));
         abort_exchange(up);
         return;
     }
@@ -781,8 +785,9 @@ static void on_up_read(conn_t *c, long res, const char *data)
     ssize_t k = h1_body_feed(&up->parser, data, (size_t)res, up->slices, UP_SLICES, &ns, &done);
     if (k < 0) {
         conn_read_done(c);
-        log_error("upstream %s (%s): invalid response body framing; aborting the client",
-                  up->u->name, peer_name(up));
+        reqlog(up->r, NULL, WEIR_LOG_ERROR,
+               "upstream %s (%s): invalid response body framing; aborting the client",
+               up->u->name, peer_name(up));
         abort_exchange(up);
         return;
     }
@@ -813,7 +818,7 @@ static void up_fail(upconn_t *up, int status, int count_failure, const char *why
     weir_upstream_t *u = up->u;
     size_t peer = up->peer;
     int stale = up->reused && !up->got_bytes && status == 502 && !up->connecting;
-    log_error("upstream %s (%s): %s", u->name, peer_name(up), why);
+    reqlog(r, NULL, WEIR_LOG_ERROR, "upstream %s (%s): %s", u->name, peer_name(up), why);
     if (count_failure)
         peer_report(u, peer, 0);
     int head_sent = r && r->ds->head_sent(r);
@@ -833,7 +838,7 @@ static void up_fail(upconn_t *up, int status, int count_failure, const char *why
         return;
     }
     if (upstream_may_retry(r) && request_pick_peer(r) >= 0) {
-        log_info("retrying on %s", r->upstream_addr);
+        reqlog(r, NULL, WEIR_LOG_INFO, "retrying on %s", r->upstream_addr);
         connect_peer(r);
         return;
     }
@@ -858,9 +863,10 @@ static void on_up_timeout(conn_t *c, int which)
             return;
         }
         if (up->resp_head) {
-            log_error("upstream %s (%s): write_timeout in the request body while the response "
-                      "streams; aborting the client",
-                      up->u->name, peer_name(up));
+            reqlog(up->r, NULL, WEIR_LOG_ERROR,
+                   "upstream %s (%s): write_timeout in the request body while the response "
+                   "streams; aborting the client",
+                   up->u->name, peer_name(up));
             abort_exchange(up);
             return;
         }
@@ -871,8 +877,9 @@ static void on_up_timeout(conn_t *c, int which)
         up_fail(up, 504, 0, "read_timeout waiting for the response head");
         return;
     }
-    log_error("upstream %s (%s): read_timeout in the response body; aborting the client",
-              up->u->name, peer_name(up));
+    reqlog(up->r, NULL, WEIR_LOG_ERROR,
+           "upstream %s (%s): read_timeout in the response body; aborting the client",
+           up->u->name, peer_name(up));
     abort_exchange(up);
 }
 
@@ -923,8 +930,9 @@ static void connect_peer(weir_request_t *r)
     int err = 0;
     up = up_new(r, peer, &err);
     if (!up) {
-        log_error("upstream %s (%s): socket() failed: %s", u->name, u->peers[peer].address,
-                  strerror(err));
+        reqlog(r, NULL, WEIR_LOG_ERROR,
+               "upstream %s (%s): socket() failed: %s", u->name, u->peers[peer].address,
+               strerror(err));
         weir_respond(r, 502, (weir_str_t){0});
         errpage_send(r);
         return;
@@ -985,7 +993,8 @@ void proxy_start(weir_request_t *r)
     ssize_t n = h1_serialize_request(buf, hsz + 1, r->method, r->path, r->query, r->host_header,
                                      &r->headers, px->up_framing, r->body.length);
     if (n < 0) {
-        log_error("cannot serialise the upstream request (a module set an invalid value?)");
+        reqlog(r, NULL, WEIR_LOG_ERROR,
+               "cannot serialise the upstream request (a module set an invalid value?)");
         weir_respond(r, 500, (weir_str_t){0});
         errpage_send(r);
         return;

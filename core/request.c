@@ -10,6 +10,7 @@
 #include "arena.h"
 #include "conn.h"
 #include "log.h"
+#include "reqlog.h"
 #include "loop.h"
 #include "metrics_core.h"
 #include "phase.h"
@@ -42,11 +43,16 @@ static uint64_t rng_next(void)
     return rng_state * 0x2545f4914f6cdd1dull;
 }
 
+void request_id_text(const weir_request_t *r, char out[33])
+{
+    snprintf(out, 33, "%016llx%016llx", (unsigned long long)r->id_bits[0],
+             (unsigned long long)r->id_bits[1]);
+}
+
 const char *request_id(weir_request_t *r)
 {
     if (!r->request_id[0])
-        snprintf(r->request_id, sizeof(r->request_id), "%016llx%016llx",
-                 (unsigned long long)r->id_bits[0], (unsigned long long)r->id_bits[1]);
+        request_id_text(r, r->request_id);
     return r->request_id;
 }
 
@@ -153,7 +159,7 @@ static int apply_result(weir_request_t *r, weir_result_t res)
     case WEIR_ERROR:
     default: {
         const phase_entry_t *e = &ph->entries[r->cursor];
-        log_error("handler %s failed; answering 500", e->handler->name);
+        reqlog(r, NULL, WEIR_LOG_ERROR, "handler %s failed; answering 500", e->handler->name);
         r->responded = 0;
         weir_respond(r, 500, (weir_str_t){0});
         request_on_answer(r);
@@ -176,7 +182,8 @@ static void run_from_cursor(weir_request_t *r)
 void weir_request_resume(weir_request_t *r, weir_result_t result)
 {
     if (!r->suspended || result == WEIR_SUSPEND) {
-        log_error("weir_request_resume called on a request that is not suspended");
+        reqlog(r, NULL, WEIR_LOG_ERROR,
+               "weir_request_resume called on a request that is not suspended");
         return;
     }
     r->suspended = 0;
@@ -231,7 +238,7 @@ static weir_result_t core_balance(weir_request_t *r)
     if (r->peer >= 0) /* a module picked already */
         return WEIR_CONTINUE;
     if (request_pick_peer(r) < 0) {
-        log_error("upstream %s: no server is up", r->upstream->name);
+        reqlog(r, NULL, WEIR_LOG_ERROR, "upstream %s: no server is up", r->upstream->name);
         weir_respond(r, 503, (weir_str_t){0});
         return WEIR_RESPOND;
     }

@@ -58,12 +58,16 @@ struct weir_request {
     const weir_listener_t *listener;
     uint64_t connection_id;
     int tls;
+    int stub; /* the accept phase's: a connection, no request (error-log lines
+                 about it carry only the client) */
 
     /* request head */
     weir_str_t method, target, path, query, host;
     weir_str_t host_header; /* value sent upstream as Host (with port); the
                                Host field's own bytes when the client sent one */
     int version;            /* 10, 11 */
+    weir_str_t raw_line;    /* a head that could not be parsed: its first line as
+                               received (arena), for the error log's request: */
     weir_headers_t headers;
     int keepalive;
     int expect_continue;
@@ -143,6 +147,8 @@ uint64_t now_us(void);
 
 /* $request_id: 32 hex digits, formatted on first use. */
 const char *request_id(weir_request_t *r);
+/* The same text into out, for a reader that may not write to r. */
+void request_id_text(const weir_request_t *r, char out[33]);
 /* The client's and the server's address (looked up on first use). */
 const struct sockaddr *request_client_addr(const weir_request_t *r);
 const struct sockaddr *request_server_addr(const weir_request_t *r);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "reqlog.h"
 
 /* Data flowing from side[i] to side[!i]. */
 typedef struct direction {
@@ -119,8 +120,8 @@ static void on_timeout(conn_t *c, int which)
 {
     tunnel_t *t = c->owner;
     (void)which;
-    log_info("client %llu: tunnel_timeout; closing the tunnel",
-             (unsigned long long)t->side[0]->id);
+    reqlog(NULL, t->side[0], WEIR_LOG_INFO, "client %llu: tunnel_timeout; closing the tunnel",
+           (unsigned long long)t->side[0]->id);
     tunnel_close(t, CONN_ABORT);
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "reqlog.h"
 
 /* Modules' upstream_connect hooks (1.3), in modules: order. */
 int upstream_connect_hooks(weir_request_t *r, conn_t *c)
@@ -16,7 +17,7 @@ int upstream_connect_hooks(weir_request_t *r, conn_t *c)
             !m->upstream_connect)
             continue;
         if (m->upstream_connect(r, c) < 0) {
-            log_error("module %s: upstream_connect failed", m->name);
+            reqlog(r, NULL, WEIR_LOG_ERROR, "module %s: upstream_connect failed", m->name);
             return -1;
         }
     }

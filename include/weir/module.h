@@ -76,7 +76,11 @@
  *        weir_duration_text (durations in messages print as the config
  *        writes them: "30s").
  *   1.7  weir_conf_path: a path read from a node, made absolute against
- *        the config's directory, which `weir -T` prints in its place.
+ *        the config's directory, which `weir -T` prints in its place;
+ *        weir_request_log and weir_connection_log: weir_log with the
+ *        context of a request (client, request id, route, upstream,
+ *        request line) or of a client connection (client), as the core's
+ *        own lines about requests have it.
  */
 #ifndef WEIR_MODULE_H
 #define WEIR_MODULE_H
@@ -756,6 +760,25 @@ typedef enum weir_log_level {
  * at or above error_log.level. `m` may be NULL for the core. */
 void weir_log(const weir_module_t *m, weir_log_level_t level, const char *fmt, ...)
     WEIR_PRINTF(3, 4);
+
+/* (1.7) As weir_log, for a line about request r: the request's context
+ * follows the message, as on the core's own lines about requests,
+ *
+ *   ..., client: 127.0.0.1:54321, request_id: <32 hex>, route: NAME,
+ *   upstream: NAME (127.0.0.1:9001), request: "GET /path?q HTTP/1.1"
+ *
+ * with what is not known yet left out (no route before the route phase, no
+ * upstream before balancing; the accept phase's stub request has the client
+ * only). The request line is escaped and cut (README, "Error log"). Cheap
+ * when the level is filtered out; never allocates. r may be NULL (then it is
+ * weir_log). */
+void weir_request_log(const weir_request_t *r, const weir_module_t *m, weir_log_level_t level,
+                      const char *fmt, ...) WEIR_PRINTF(4, 5);
+/* (1.6) The same for a line about a client connection outside any request
+ * (a handshake that failed): ", client: ADDR" follows the message. For an
+ * upstream connection nothing follows. */
+void weir_connection_log(weir_connection_t *c, const weir_module_t *m, weir_log_level_t level,
+                         const char *fmt, ...) WEIR_PRINTF(4, 5);
 
 /* (1.6) A duration for a message, written as the config writes it, in the
  * largest unit that holds it exactly: "30s", "1m", "250ms", "0s" (never

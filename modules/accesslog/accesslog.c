@@ -211,7 +211,8 @@ static weir_result_t accesslog_log(weir_request_t *r)
     weir_str_t line;
     if (weir_template_render_flags(r, c->line, c->json ? WEIR_RENDER_JSON : WEIR_RENDER_LOG,
                                    &line) < 0) {
-        weir_log(&weir_module, WEIR_LOG_WARN, "out of request memory; access log line lost");
+        weir_request_log(r, &weir_module, WEIR_LOG_WARN,
+                         "out of request memory; access log line lost");
         return WEIR_CONTINUE;
     }
     weir_logfile_write(c->file, line.data, line.len);

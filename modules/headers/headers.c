@@ -113,22 +113,21 @@ static const struct headers_conf *conf_of(const weir_request_t *r)
     return c != NULL ? c : active;
 }
 
+/* arg: the request, so the line names it */
 static void log_drop_request(void *arg, const struct header_op *op)
 {
-    (void)arg;
-    weir_log(&weir_module, WEIR_LOG_WARN,
-             "request_headers.%s: '%s' not sent: its value held CR, LF or another control "
-             "character",
-             op->kind == HEADER_OP_SET ? "set" : "add", op->name.data);
+    weir_request_log(arg, &weir_module, WEIR_LOG_WARN,
+                     "request_headers.%s: '%s' not sent: its value held CR, LF or another "
+                     "control character",
+                     op->kind == HEADER_OP_SET ? "set" : "add", op->name.data);
 }
 
 static void log_drop_response(void *arg, const struct header_op *op)
 {
-    (void)arg;
-    weir_log(&weir_module, WEIR_LOG_WARN,
-             "response_headers.%s: '%s' not sent: its value held CR, LF or another control "
-             "character",
-             op->kind == HEADER_OP_SET ? "set" : "add", op->name.data);
+    weir_request_log(arg, &weir_module, WEIR_LOG_WARN,
+                     "response_headers.%s: '%s' not sent: its value held CR, LF or another "
+                     "control character",
+                     op->kind == HEADER_OP_SET ? "set" : "add", op->name.data);
 }
 
 static weir_result_t headers_request(weir_request_t *r)
@@ -137,8 +136,8 @@ static weir_result_t headers_request(weir_request_t *r)
 
     if (c == NULL || c->request.nops == 0)
         return WEIR_CONTINUE;
-    if (header_rules_run(r, weir_request_headers(r), &c->request, log_drop_request, NULL) < 0) {
-        weir_log(&weir_module, WEIR_LOG_ERROR, "request_headers: out of request memory");
+    if (header_rules_run(r, weir_request_headers(r), &c->request, log_drop_request, r) < 0) {
+        weir_request_log(r, &weir_module, WEIR_LOG_ERROR, "request_headers: out of request memory");
         return WEIR_ERROR;
     }
     return WEIR_CONTINUE;
@@ -151,9 +150,10 @@ static weir_result_t headers_response(weir_request_t *r)
     if (c == NULL || c->response.nops == 0)
         return WEIR_CONTINUE;
     weir_request_set_ctx(r, &weir_module, &applied_mark);
-    if (header_rules_run(r, weir_response_headers(r), &c->response, log_drop_response, NULL) <
+    if (header_rules_run(r, weir_response_headers(r), &c->response, log_drop_response, r) <
         0) {
-        weir_log(&weir_module, WEIR_LOG_ERROR, "response_headers: out of request memory");
+        weir_request_log(r, &weir_module, WEIR_LOG_ERROR,
+                         "response_headers: out of request memory");
         return WEIR_ERROR;
     }
     return WEIR_CONTINUE;
@@ -168,9 +168,10 @@ static weir_result_t headers_answer(weir_request_t *r)
         weir_request_ctx(r, &weir_module) != NULL)
         return WEIR_CONTINUE;
     weir_request_set_ctx(r, &weir_module, &applied_mark);
-    if (header_rules_run(r, weir_response_headers(r), &c->response, log_drop_response, NULL) <
+    if (header_rules_run(r, weir_response_headers(r), &c->response, log_drop_response, r) <
         0)
-        weir_log(&weir_module, WEIR_LOG_ERROR, "response_headers: out of request memory");
+        weir_request_log(r, &weir_module, WEIR_LOG_ERROR,
+                         "response_headers: out of request memory");
     return WEIR_CONTINUE;
 }
 

@@ -165,13 +165,13 @@ static int ketama_pick(weir_request_t *r, weir_upstream_t *u, void *state)
     uint32_t hash;
 
     if (weir_template_render(r, st->conf->hash_key, &key) < 0) {
-        weir_log(&weir_module, WEIR_LOG_ERROR, "upstream \"%s\": cannot render hash_key",
-                 weir_upstream_name(u));
+        weir_request_log(r, &weir_module, WEIR_LOG_ERROR,
+                         "upstream \"%s\": cannot render hash_key", weir_upstream_name(u));
         return -1;
     }
     if (ketama_hash(key.data, key.len, &hash) < 0) {
-        weir_log(&weir_module, WEIR_LOG_ERROR, "upstream \"%s\": MD5 failed",
-                 weir_upstream_name(u));
+        weir_request_log(r, &weir_module, WEIR_LOG_ERROR, "upstream \"%s\": MD5 failed",
+                         weir_upstream_name(u));
         return -1;
     }
 

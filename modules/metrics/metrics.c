@@ -152,7 +152,7 @@ static weir_result_t answer(weir_request_t *r)
     }
     if (!buf || len > cap) {
         free(buf);
-        weir_log(&weir_module, WEIR_LOG_ERROR, "out of memory rendering metrics");
+        weir_request_log(r, &weir_module, WEIR_LOG_ERROR, "out of memory rendering metrics");
         return WEIR_ERROR;
     }
     int rc = weir_headers_set(r, weir_response_headers(r), WEIR_STR("Content-Type"),
@@ -161,10 +161,10 @@ static weir_result_t answer(weir_request_t *r)
         rc = weir_respond(r, 200, (weir_str_t){buf, len});
     free(buf);
     if (rc < 0) {
-        weir_log(&weir_module, WEIR_LOG_ERROR,
-                 "the metrics text (%zu bytes) does not fit in the request's memory; lower "
-                 "metrics_max_series or shorten names",
-                 len);
+        weir_request_log(r, &weir_module, WEIR_LOG_ERROR,
+                         "the metrics text (%zu bytes) does not fit in the request's memory; "
+                         "lower metrics_max_series or shorten names",
+                         len);
         return WEIR_ERROR;
     }
     return WEIR_RESPOND;

@@ -307,10 +307,10 @@ static int escape(weir_request_t *r, weir_str_t *s, int query)
     return 0;
 }
 
-static weir_result_t oom(const weir_route_t *rt)
+static weir_result_t oom(const weir_request_t *r, const weir_route_t *rt)
 {
-    weir_log(&weir_module, WEIR_LOG_ERROR, "route %s: out of request memory",
-             weir_route_name(rt));
+    weir_request_log(r, &weir_module, WEIR_LOG_ERROR, "route %s: out of request memory",
+                     weir_route_name(rt));
     return WEIR_ERROR;
 }
 
@@ -331,30 +331,31 @@ static weir_result_t apply_rules(weir_request_t *r, const weir_route_t *rt,
         if (m == 0)
             continue;
         if (m < 0) {
-            weir_log(&weir_module, WEIR_LOG_ERROR, "route %s: rewrite \"%s\": matching failed: %s",
-                     weir_route_name(rt), rule->source, why);
+            weir_request_log(r, &weir_module, WEIR_LOG_ERROR,
+                             "route %s: rewrite \"%s\": matching failed: %s",
+                             weir_route_name(rt), rule->source, why);
             return WEIR_ERROR;
         }
         /* both parts first, so their variables see the request before the rule */
         if (weir_template_render_captures(r, rule->path, subject, ov, npairs, &path) < 0)
-            return oom(rt);
+            return oom(r, rt);
         if (rule->query != NULL &&
             weir_template_render_captures(r, rule->query, subject, ov, npairs, &query) < 0)
-            return oom(rt);
+            return oom(r, rt);
         if (path.len == 0 || path.data[0] != '/') {
-            weir_log(&weir_module, WEIR_LOG_ERROR,
-                     "route %s: rewrite \"%s\" turned \"%.*s\" into \"%.*s\", which does not "
-                     "start with '/'; answering 500",
-                     weir_route_name(rt), rule->source, (int)subject.len, subject.data,
-                     (int)path.len, path.data);
+            weir_request_log(r, &weir_module, WEIR_LOG_ERROR,
+                             "route %s: rewrite \"%s\" turned \"%.*s\" into \"%.*s\", which "
+                             "does not start with '/'; answering 500",
+                             weir_route_name(rt), rule->source, (int)subject.len, subject.data,
+                             (int)path.len, path.data);
             return WEIR_ERROR;
         }
         if (escape(r, &path, 0) < 0 || weir_request_set_path(r, path) < 0)
-            return oom(rt);
+            return oom(r, rt);
         if (rewrite_query_replace(rule->query != NULL, query.len,
                                   weir_request_query(r).data != NULL)) {
             if (escape(r, &query, 1) < 0 || weir_request_set_query(r, query) < 0)
-                return oom(rt);
+                return oom(r, rt);
         }
         return WEIR_CONTINUE; /* first match only; no second pass, no re-routing */
     }
@@ -369,7 +370,7 @@ static weir_result_t redirect(weir_request_t *r, const weir_route_t *rt,
     if (weir_template_render(r, rd->location, &location) < 0 ||
         weir_headers_set(r, weir_response_headers(r), WEIR_STR("Location"), location) < 0 ||
         weir_respond(r, rd->status, (weir_str_t){.data = "", .len = 0}) < 0)
-        return oom(rt);
+        return oom(r, rt);
     return WEIR_RESPOND;
 }
 

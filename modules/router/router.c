@@ -326,7 +326,7 @@ static weir_result_t router_match(weir_request_t *r)
     int idx;
 
     if (mc == NULL || mc->table == NULL) {
-        weir_log(&weir_module, WEIR_LOG_ERROR, "no route table in this process");
+        weir_request_log(r, &weir_module, WEIR_LOG_ERROR, "no route table in this process");
         return WEIR_ERROR;
     }
     if (host.data == NULL)

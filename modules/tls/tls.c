@@ -78,8 +78,9 @@ static weir_result_t on_request(weir_request_t *r)
     long v = ssl && SSL_get0_peer_certificate(ssl) ? SSL_get_verify_result(ssl) : X509_V_OK;
     if (v == X509_V_OK)
         return WEIR_CONTINUE;
-    weir_log(&weir_module, WEIR_LOG_INFO, "client %llu: client certificate did not verify: %s",
-             (unsigned long long)weir_connection_id(c), X509_verify_cert_error_string(v));
+    weir_request_log(r, &weir_module, WEIR_LOG_INFO,
+                     "client %llu: client certificate did not verify: %s",
+                     (unsigned long long)weir_connection_id(c), X509_verify_cert_error_string(v));
     if (weir_respond(r, 400, WEIR_STR("The SSL certificate error\n")) < 0)
         return WEIR_ERROR;
     return WEIR_RESPOND;

@@ -367,8 +367,8 @@ static void log_failure(tls_conn_t *t)
         return;
     }
     tls_errors(why, sizeof(why));
-    weir_log(&weir_module, WEIR_LOG_INFO, "client %llu: TLS handshake failed: %s",
-             (unsigned long long)weir_connection_id(t->c), why);
+    weir_connection_log(t->c, &weir_module, WEIR_LOG_INFO, "client %llu: TLS handshake failed: %s",
+                        (unsigned long long)weir_connection_id(t->c), why);
 }
 
 /* After the handshake: an alert (TLS 1.3 servers refuse a client
@@ -381,8 +381,8 @@ static void log_read_failure(tls_conn_t *t)
         weir_log(&weir_module, WEIR_LOG_ERROR, "upstream %s (%s): TLS failed: %s",
                  t->client->name, weir_peer_address(t->client->u, t->peer), why);
     else
-        weir_log(&weir_module, WEIR_LOG_INFO, "client %llu: TLS failed: %s",
-                 (unsigned long long)weir_connection_id(t->c), why);
+        weir_connection_log(t->c, &weir_module, WEIR_LOG_INFO, "client %llu: TLS failed: %s",
+                            (unsigned long long)weir_connection_id(t->c), why);
 }
 
 static int t_handshake(weir_connection_t *c, void *state)

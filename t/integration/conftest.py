@@ -54,6 +54,21 @@ MODULES_DIR = _env_path("WEIR_MODULES_DIR", os.path.join(SOURCE_ROOT, "build", "
 if os.environ.get("WEIR_TEST_PROXY") == "nginx":
     # validation only: run the harness against nginx through a YAML translator
     WEIR_BIN = os.path.join(HERE, "nginx_shim.py")
+TEST_MODULES_DIR = _env_path("WEIR_TEST_MODULES", os.path.join(SOURCE_ROOT, "build", "t", "modules"))
+
+
+def test_module_path(name):
+    """The built test module t/modules/<name>.c; a missing one fails the test
+    (a build problem, never a skip)."""
+    path = os.path.join(TEST_MODULES_DIR, name + ".so")
+    if not os.path.exists(path):
+        pytest.fail("test module not built: %s" % path)
+    return path
+
+
+test_module_path.__test__ = False   # a helper, not a test
+
+
 NO_URING = _env_path("WEIR_NO_URING", os.path.join(SOURCE_ROOT, "build", "t", "integration", "no_uring"))
 # WEIR_WRAPPER: a command put before weir by Weir.start (split as a shell would), e.g.
 # tools/valgrind-weir (a relative path is looked up from the cwd, then SOURCE_ROOT);
