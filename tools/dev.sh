@@ -290,6 +290,11 @@ cmd_deb() {
     mkdir -p "$root/DEBIAN"
     say "meson install --destdir $root"
     meson install -C "$build" --destdir "$root" --no-rebuild --strip --quiet
+    # the source tree's config keeps its pid file beside it for the demo; an
+    # installed one uses the unit's (so a plain `weir -s reload` finds it)
+    sed -i 's|^pid_file: weir.pid$|pid_file: /run/weir/weir.pid|' "$root/etc/weir/weir.yaml"
+    grep -q '^pid_file: /run/weir/weir.pid' "$root/etc/weir/weir.yaml" \
+        || die "the packaged weir.yaml names no /run/weir pid file"
 
     local version arch doc="$root/usr/share/doc/weir"
     version="$("$PY" -c 'import json,sys; print(json.load(sys.stdin)["version"])' \

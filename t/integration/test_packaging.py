@@ -120,7 +120,7 @@ def test_deb_contents(deb):
         assert not name.startswith("/usr/local"), name
 
 
-def test_packaged_binary_checks_packaged_config(deb):
+def test_packaged_binary_checks_packaged_config(deb, tmp_path):
     _, root = deb
     ma = _multiarch()
     weir = os.path.join(root, "usr/bin/weir")
@@ -130,7 +130,13 @@ def test_packaged_binary_checks_packaged_config(deb):
     assert "modules dir /usr/lib/%s/weir/modules" % ma in r.stdout, r.stdout
     assert "default config /etc/weir/weir.yaml" in r.stdout, r.stdout
     assert "buildtype=release" in r.stdout
-    r = _run([weir, "-t", "-c", os.path.join(root, "etc/weir/weir.yaml"),
+    conf = os.path.join(root, "etc/weir/weir.yaml")
+    with open(conf) as f:
+        # the unit's pid file, so that a plain `weir -s reload` finds the master
+        assert re.search(r"^pid_file: /run/weir/weir.pid$", f.read(), re.M)
+    # /run/weir exists under the unit only (RuntimeDirectory=), which passes
+    # -p as well: so does this check, with a directory that exists here
+    r = _run([weir, "-t", "-c", conf, "-p", str(tmp_path / "weir.pid"),
               "-M", os.path.join(root, "usr/lib", ma, "weir/modules")])
     assert r.returncode == 0, r.stdout + r.stderr
     assert "test is successful" in r.stdout
